@@ -1,0 +1,85 @@
+"""The Ray Data actor adapter: turns a scoring backend into a ``map_batches`` callable class.
+
+Constructor arguments are a plain dict (cheap to ship); the model loads inside the actor, once.
+A batch that makes the backend fail is retried row by row, so one pathological row ends up with an
+error reason instead of killing the job; an out-of-memory on a single row still propagates.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from scoring import schema
+from scoring.batching import BatchPolicy
+from scoring.engine import empty_columns, score_rows
+from scoring.passes import RenderConfig
+from scoring.render import Limits
+
+log = logging.getLogger(__name__)
+
+
+def render_config(spec: dict[str, Any]) -> RenderConfig:
+    """RenderConfig from the plain-dict spec the driver ships to actors."""
+    r = dict(spec["render"])
+    r["limits"] = Limits(**r["limits"])
+    r["passes"] = tuple(r["passes"])
+    return RenderConfig(**r)
+
+
+def build_backend(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """(tokenizer, backend) for a spec; the HF backend is the only one shipped in this module."""
+    import torch
+
+    from scoring.hf import HFScorer
+    from scoring.models import load_model
+    from scoring.passes import start_token
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    device = spec.get("device", "cpu")
+    tok, model = load_model(spec["model_path"], device=device, dtype=spec.get("dtype", "auto"),
+                            trust_remote_code=spec.get("trust_remote_code", False))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else start_token(tok)
+    policy = BatchPolicy(**spec.get("policy", {}))
+    return tok, HFScorer(model, pad, policy, head_only=spec.get("head_only", True))
+
+
+class ScoringActor:
+    """``map_batches`` UDF: record columns in, per-pass sums/counts + bookkeeping columns out."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.render = render_config(spec)
+        self.render.validate()
+        self.tok, self.backend = build_backend(spec)
+
+    def _rows(self, batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        n = len(batch[schema.ID])
+        return [{k: batch[k][i] for k in schema.RECORD_COLUMNS if k in batch} for i in range(n)]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = self._rows(batch)
+        try:
+            cols = score_rows(rows, self.render, self.tok, self.backend)
+        except Exception as e:  # noqa: BLE001 - isolate the failing row(s), see module docstring
+            log.warning("batch of %d rows failed (%s); retrying row by row", len(rows), e)
+            cols = self._one_by_one(rows)
+        return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION], **cols}
+
+    def _one_by_one(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        cols = empty_columns(len(rows), self.render.passes)
+        for i, row in enumerate(rows):
+            try:
+                one = score_rows([row], self.render, self.tok, self.backend)
+            except Exception as e:  # noqa: BLE001
+                if "out of memory" in str(e).lower() and len(rows) == 1:
+                    raise
+                log.warning("row at position %s failed: %s", row.get(schema.POSITION), e)
+                cols[schema.ERROR][i] = f"{schema.E_SCORER}:{type(e).__name__}"
+                continue
+            for k, v in one.items():
+                cols[k][i] = v[0]
+        return cols

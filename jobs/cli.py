@@ -1,0 +1,31 @@
+"""Shared Hydra entry point: compose ``conf/<name>.yaml``, run, turn user errors into one line."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+log = logging.getLogger("winnow")
+
+# Errors a user fixes by changing the command line or the input: one clear line, exit code 2.
+USER_ERRORS = (FileNotFoundError, ValueError, KeyError)
+
+
+def hydra_entry(config_name: str, run: Callable[[Any], Any]) -> None:
+    import hydra
+
+    from jobs.settings import ROOT
+
+    @hydra.main(config_path=str(ROOT / "conf"), config_name=config_name, version_base="1.3")
+    def _main(cfg: Any) -> None:
+        for noisy in ("transformers", "ray.data", "filelock"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        try:
+            run(cfg)
+        except USER_ERRORS as e:
+            msg = e.args[0] if e.args else str(e)
+            print(f"winnow: error: {msg}", file=sys.stderr)
+            log.debug("details", exc_info=True)
+            sys.exit(2)
+
+    _main()

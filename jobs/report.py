@@ -1,0 +1,77 @@
+"""report.html with PNG plots: IFD histogram with the cut lines, IFD vs response length, outcomes."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_histogram(score: np.ndarray, cut: float | None, threshold: float | None, name: str, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    s = score[np.isfinite(score)]
+    ax.hist(s, bins=min(60, max(10, len(s) // 5)), color="#4c72b0")
+    if cut is not None:
+        ax.axvline(cut, color="red", ls="--", label=f"drop above {cut:g}")
+    if threshold is not None:
+        ax.axvline(threshold, color="green", ls="-", label=f"lowest selected {threshold:.3f}")
+    ax.set_xlabel(name)
+    ax.set_ylabel("rows")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_vs_length(score: np.ndarray, length: np.ndarray, selected: np.ndarray, name: str, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ok = np.isfinite(score)
+    ax.scatter(length[ok & ~selected], score[ok & ~selected], s=6, alpha=0.5, label="not selected")
+    ax.scatter(length[ok & selected], score[ok & selected], s=8, color="orange", label="selected")
+    ax.set_xscale("symlog")
+    ax.set_xlabel("response tokens")
+    ax.set_ylabel(name)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_counts(counts: dict[str, int], title: str, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.35 * max(len(counts), 1)))
+    keys = sorted(counts, key=lambda k: -counts[k])
+    ax.barh(keys, [counts[k] for k in keys], color="#55a868")
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_report(out: Path, title: str, summary: dict[str, Any], images: list[tuple[str, str]]) -> Path:
+    """A self-contained HTML page linking the PNGs next to it."""
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(json.dumps(v, default=str, indent=1) if isinstance(v, (dict, list)) else str(v))}</pre></td></tr>"
+                   for k, v in summary.items())
+    figs = "".join(f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(c)}</figcaption></figure>'
+                   for f, c in images)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}th{text-align:left;"
+            "vertical-align:top;padding-right:1em}pre{margin:0}figure{display:inline-block;margin:.5em}</style>"
+            f"</head><body><h1>{html.escape(title)}</h1><table>{rows}</table>{figs}</body></html>")
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,104 @@
+"""Config → typed settings: variant presets, validation at start-up, resource resolution.
+
+Variants (``method.variant``):
+
+=============  ========  =====  =============  =========  =========  =====================
+variant        template  mode   uncond_prefix  score_eos  score      keep score == max?
+=============  ========  =====  =============  =========  =========  =====================
+default        alpaca    clean  bos            false      ifd_loss   yes
+cherry         alpaca    cherry header         false      ifd_loss   yes  (reference code)
+superfilter    none      clean  bos            false      ifd_ppl    no   (strict < 1)
+=============  ========  =====  =============  =========  =========  =====================
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from jobs.readers import FORMATS, Fields
+from scoring.passes import RenderConfig
+from scoring.render import Limits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": dict(template="alpaca", mode="clean", uncond_prefix="bos", score_eos=False,
+                    score="ifd_loss", max_inclusive=True),
+    "cherry": dict(template="alpaca", mode="cherry", uncond_prefix="header", score_eos=False,
+                   score="ifd_loss", max_inclusive=True),
+    "superfilter": dict(template="none", mode="clean", uncond_prefix="bos", score_eos=False,
+                        score="ifd_ppl", max_inclusive=False),
+}
+SCORES = ("ifd_loss", "ifd_ppl")
+
+
+def variant_value(cfg: Any, key: str, section: str = "method") -> Any:
+    """A knob's configured value, or the variant's preset when the config leaves it null."""
+    variant = cfg.method.variant
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown method.variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    value = cfg[section].get(key)
+    return VARIANTS[variant][key] if value is None else value
+
+
+def resolve_data_path(path: str) -> Path:
+    """Relative paths resolve against the working directory first, then the project root."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    alt = ROOT / p
+    return alt if alt.exists() else p
+
+
+def fields(cfg: Any) -> Fields:
+    f = cfg.data.fields
+    return Fields(instruction=f.instruction, input=f.input, output=f.output,
+                  conversation=tuple(f.conversation), role_keys=tuple(f.role_keys),
+                  content_keys=tuple(f.content_keys))
+
+
+def render_config(cfg: Any) -> RenderConfig:
+    m = cfg.method
+    rc = RenderConfig(
+        template=variant_value(cfg, "template"), mode=variant_value(cfg, "mode"),
+        uncond_prefix=variant_value(cfg, "uncond_prefix"), score_eos=bool(variant_value(cfg, "score_eos")),
+        limits=Limits(max_length=int(cfg.model.max_length), max_response_tokens=m.max_response_tokens,
+                      truncate_response=bool(m.truncate_response)),
+        passes=("cond", "uncond"))
+    rc.validate()
+    return rc
+
+
+def device(cfg: Any) -> str:
+    dev = cfg.backend.device
+    if dev == "auto":
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if dev not in ("cpu", "cuda"):
+        raise ValueError(f"unknown backend.device {dev!r}; choose auto, cpu or cuda")
+    return dev
+
+
+def actor_spec(cfg: Any, model_path: Path, rc: RenderConfig) -> dict[str, Any]:
+    """The plain dict shipped to every scoring actor."""
+    b = cfg.backend
+    return {
+        "model_path": str(model_path), "device": device(cfg), "dtype": cfg.model.dtype,
+        "trust_remote_code": bool(cfg.model.trust_remote_code), "threads": int(b.threads_per_actor),
+        "head_only": bool(b.head_only),
+        "policy": {"max_batch_tokens": int(b.max_batch_tokens), "max_batch_rows": int(b.max_batch_rows)},
+        "render": {**asdict(rc), "limits": asdict(rc.limits), "passes": list(rc.passes)},
+    }
+
+
+def validate(cfg: Any) -> None:
+    """Fail at start, naming the valid choices, before any expensive work."""
+    if cfg.data.format not in FORMATS:
+        raise ValueError(f"unknown data.format {cfg.data.format!r}; choose one of {', '.join(FORMATS)}")
+    if cfg.backend.name != "hf":
+        raise ValueError(f"unknown backend {cfg.backend.name!r}; this build ships: hf")
+    score = variant_value(cfg, "score", "selection") if "score" in cfg.selection else None
+    if score not in SCORES:
+        raise ValueError(f"unknown selection.score {score!r}; choose one of {', '.join(SCORES)}")
+    render_config(cfg)

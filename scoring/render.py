@@ -1,0 +1,91 @@
+"""Token-id construction for scoring passes, with exact response spans.
+
+A *pass* is a context followed by the response: ``ids = context ⊕ response`` and the scored tokens
+are ``ids[n_ctx:]``. All passes of one row share the identical response ids, so their losses cover
+the same tokens. When a row is too long the context is cut from the left (a leading BOS is kept);
+the response is cut only where the config allows it, and the row is flagged either way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scoring import schema
+
+
+@dataclass(frozen=True)
+class PassIds:
+    """Token ids of one pass; tokens ``ids[n_ctx:]`` are scored (each predicted from its prefix)."""
+
+    ids: list[int]
+    n_ctx: int
+
+    @property
+    def n_scored(self) -> int:
+        return len(self.ids) - self.n_ctx
+
+
+@dataclass
+class Rendered:
+    """All passes of one row plus the bookkeeping that goes to scores.parquet."""
+
+    passes: dict[str, PassIds] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    truncated: bool = False
+    response_truncated: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Length policy: total window, optional response cap, and whether the response may be cut."""
+
+    max_length: int = 512
+    max_response_tokens: int | None = None
+    truncate_response: bool = True
+
+
+def cut_left(ctx: list[int], room: int, keep_first: bool) -> list[int]:
+    """Keep the last ``room`` tokens of ``ctx`` (and its first token, e.g. BOS, when asked)."""
+    if len(ctx) <= room:
+        return ctx
+    if keep_first and room >= 2:
+        return ctx[:1] + ctx[len(ctx) - (room - 1):]
+    return ctx[len(ctx) - room:] if room > 0 else []
+
+
+def assemble(contexts: dict[str, list[int]], response: list[int], limits: Limits,
+             bos_id: int | None, main: str = "cond") -> Rendered:
+    """Join each context with the shared response under the length policy.
+
+    The response budget leaves room for the shortest context (at least one token, so the first
+    response token has a prefix). Longer contexts are then cut from the left to fit.
+    """
+    out = Rendered(response_tokens=len(response))
+    if not response:
+        out.error = schema.E_NO_TOKENS
+        return out
+    min_ctx = max(1, min(len(c) for c in contexts.values()))
+    budget = limits.max_length - min_ctx
+    if limits.max_response_tokens is not None:
+        budget = min(budget, limits.max_response_tokens)
+    if budget <= 0:
+        out.error = schema.E_NO_CONTEXT_ROOM
+        return out
+    if len(response) > budget:
+        if not limits.truncate_response:
+            out.error = schema.E_RESPONSE_TOO_LONG
+            return out
+        response = response[:budget]
+        out.response_truncated = True
+    room = limits.max_length - len(response)
+    for name, ctx in contexts.items():
+        if not ctx:
+            out.error = schema.E_NO_CONTEXT_ROOM
+            return out
+        kept = cut_left(ctx, room, keep_first=bos_id is not None and ctx[0] == bos_id)
+        if name == main:
+            out.truncated = len(kept) < len(ctx)
+            out.prompt_tokens = len(kept)
+        out.passes[name] = PassIds(kept + response, len(kept))
+    return out

@@ -1,0 +1,40 @@
+"""Score formulas derived from per-pass NLL sums and token counts (nats).
+
+mean loss      L = nll_sum / tokens
+perplexity     PPL = exp(L)
+IFD (Cherry)   ifd_loss = L_cond / L_uncond                 (ratio of mean cross-entropies)
+IFD (Superfiltering) ifd_ppl = PPL_cond / PPL_uncond = exp(L_cond − L_uncond)
+Both are NaN wherever a mean is undefined (no tokens) and ifd_loss is NaN when L_uncond == 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def mean_loss(nll_sum: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Mean NLL per scored token; NaN where no token was scored."""
+    nll_sum = np.asarray(nll_sum, dtype=np.float64)
+    tokens = np.asarray(tokens, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tokens > 0, nll_sum / np.where(tokens > 0, tokens, 1), np.nan)
+
+
+def perplexity(nll_sum: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """exp(mean NLL)."""
+    with np.errstate(over="ignore"):
+        return np.exp(mean_loss(nll_sum, tokens))
+
+
+def ifd_loss(cond_sum: np.ndarray, cond_tokens: np.ndarray, uncond_sum: np.ndarray,
+             uncond_tokens: np.ndarray) -> np.ndarray:
+    """Cherry's IFD: mean conditioned loss ÷ mean unconditioned loss."""
+    lc, lu = mean_loss(cond_sum, cond_tokens), mean_loss(uncond_sum, uncond_tokens)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(lu > 0, lc / np.where(lu > 0, lu, 1), np.nan)
+
+
+def ifd_ppl(cond_sum: np.ndarray, cond_tokens: np.ndarray, uncond_sum: np.ndarray,
+            uncond_tokens: np.ndarray) -> np.ndarray:
+    """Superfiltering's IFD: conditioned perplexity ÷ unconditioned perplexity."""
+    with np.errstate(over="ignore"):
+        return np.exp(mean_loss(cond_sum, cond_tokens) - mean_loss(uncond_sum, uncond_tokens))
