@@ -19,8 +19,8 @@ def init_ray(cluster: Any) -> None:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token for local runs
     if ray.is_initialized():
-        return
-    if cluster.address == "local":
+        pass
+    elif cluster.address == "local":
         cpus = cluster.num_cpus or os.cpu_count() or 1
         # one extra logical CPU so the light Parquet read tasks never wait behind busy actors
         ray.init(num_cpus=cpus + 1, include_dashboard=bool(cluster.include_dashboard),
@@ -76,4 +76,5 @@ def score_shards(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int)
             log.info("scored %d/%d rows (%.1f%%, %.2f rows/s, eta %.0f s)", done, n_rows,
                      100 * done / max(n_rows, 1), rate, (n_rows - done) / max(rate, 1e-9))
             last = time.time()
-    return pa.concat_tables(tables) if tables else pa.table({})
+    # an all-None error column arrives as type null in some batches: promote to the common type
+    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from scoring import schema
+from scoring.passes import RenderConfig, render_rows
+from scoring.render import Limits
+from scoring.templates import render_prompt
+
+
+def row(instruction, output, input_="", history=None, error=None):
+    return {schema.ID: "x", schema.POSITION: 0, schema.INSTRUCTION: instruction, schema.INPUT: input_,
+            schema.OUTPUT: output, schema.HISTORY: json.dumps(history) if history else "", schema.ERROR: error}
+
+
+TRICKY = [
+    row("Say hi", " leading space and trailing space "),
+    row("Punctuation", ":Paris"),                       # merges with the template's ':' if joined
+    row("Unicode", "Café naïve 東京 🙂"),
+    row("Newlines", "\n\nline after blank lines"),
+    row("Specials", "text with </s> and <s> inside"),
+    row("Code", "def add(a, b):\n    return a + b"),
+]
+
+
+@pytest.mark.parametrize("template", ["alpaca", "vicuna", "none"])
+def test_clean_response_span_is_exact(tiny_model, template):
+    tok, _ = tiny_model
+    cfg = RenderConfig(template=template)
+    for r, out in zip(TRICKY, render_rows(TRICKY, cfg, tok)):
+        want = tok(r[schema.OUTPUT], add_special_tokens=False)["input_ids"]
+        for name in ("cond", "uncond"):
+            p = out.passes[name]
+            assert p.ids[p.n_ctx:] == want, (template, name, r[schema.OUTPUT])
+        assert out.passes["uncond"].ids[: out.passes["uncond"].n_ctx] == [tok.bos_token_id]
+        prompt = render_prompt(template, r[schema.INSTRUCTION], "", [])
+        assert out.passes["cond"].ids[: out.passes["cond"].n_ctx] == tok(prompt)["input_ids"]
+
+
+def test_eos_scored_when_configured(tiny_model):
+    tok, _ = tiny_model
+    out = render_rows(TRICKY[:1], RenderConfig(score_eos=True), tok)[0]
+    assert out.passes["cond"].ids[-1] == tok.eos_token_id == out.passes["uncond"].ids[-1]
+
+
+def test_truncation_cuts_prompt_keeps_response(tiny_model):
+    tok, _ = tiny_model
+    long_input = "word " * 400
+    r = row("Summarise", "short answer", input_=long_input)
+    out = render_rows([r], RenderConfig(limits=Limits(max_length=64)), tok)[0]
+    want = tok("short answer", add_special_tokens=False)["input_ids"]
+    assert out.truncated and not out.response_truncated
+    assert len(out.passes["cond"].ids) == 64 and out.passes["cond"].ids[-len(want):] == want
+    assert out.passes["cond"].ids[0] == tok.bos_token_id
+
+
+def test_multiturn_history_is_context(tiny_model):
+    tok, _ = tiny_model
+    hist = [{"role": "user", "content": "first question"}, {"role": "assistant", "content": "first answer"}]
+    out = render_rows([row("second question", "second answer", history=hist)], RenderConfig(), tok)[0]
+    text = tok.decode(out.passes["cond"].ids[: out.passes["cond"].n_ctx])
+    assert "first question" in text and "first answer" in text and "second question" in text
+
+
+def test_errored_rows_pass_through(tiny_model):
+    tok, _ = tiny_model
+    out = render_rows([row("a", "b", error="malformed_json")], RenderConfig(), tok)[0]
+    assert out.error == "malformed_json" and not out.passes
+
+
+def test_cherry_mode_uses_joint_tokenisation_and_header(tiny_model):
+    tok, _ = tiny_model
+    r = row("Punctuation", ":Paris")
+    out = render_rows([r], RenderConfig(mode="cherry", uncond_prefix="header"), tok)[0]
+    prompt = render_prompt("alpaca", "Punctuation", "", [])
+    assert out.passes["cond"].ids == tok.encode(prompt + ":Paris")
+    assert out.passes["uncond"].ids == tok.encode("### Response::Paris")
+    assert out.passes["uncond"].n_ctx == len(tok.encode("### Response:"))
+
+
+def test_unknown_template_is_a_clear_error():
+    with pytest.raises(ValueError, match="choose one of"):
+        RenderConfig(template="llama9").validate()
