@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -52,6 +53,13 @@ def read_shards(batch: pa.Table) -> pa.Table:
                              for p in batch.column("shard").to_pylist()])
 
 
+def rows_per_call(batch_size: Any, n_rows: int, actors: int) -> int:
+    """Rows per actor call: as configured, or (auto) two calls per actor, clamped to 16..256."""
+    if batch_size != "auto":
+        return int(batch_size)
+    return max(16, min(256, math.ceil(n_rows / (2 * actors))))
+
+
 def score_shards(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int) -> pa.Table:
     """Run the scoring actors over all record shards; returns the per-row score table."""
     import ray
@@ -64,7 +72,7 @@ def score_shards(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int)
     ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
     ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
     out = ds.map_batches(
-        ScoringActor, fn_constructor_args=(spec,), batch_size=int(cfg.backend.batch_size),
+        ScoringActor, fn_constructor_args=(spec,), batch_size=rows_per_call(cfg.backend.batch_size, n_rows, actors),
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus,
         batch_format="numpy")  # Ray Data restarts dead actors and retries their tasks by default
     tables, done, t0, last = [], 0, time.time(), time.time()

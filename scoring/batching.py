@@ -8,8 +8,8 @@ from dataclasses import dataclass
 class BatchPolicy:
     """``max_batch_tokens`` bounds rows × padded width of one forward; ``max_batch_rows`` bounds rows."""
 
-    max_batch_tokens: int = 8192
-    max_batch_rows: int = 64
+    max_batch_tokens: int = 2048
+    max_batch_rows: int = 256
 
 
 def plan_batches(lengths: list[int], policy: BatchPolicy) -> list[list[int]]:

@@ -32,7 +32,8 @@ def run_result(mixed_input, tiny_model_dir, ray_local, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     cfg = compose("ifd", [f"data.path={mixed_input[0]}", f"model.name={tiny_model_dir}",
                           f"output_dir={out}", "selection.budget=0.1", "model.max_length=128",
-                          "backend.batch_size=16", "backend.num_actors=2", "selection.max_score=null"])
+                          "backend.batch_size=16", "backend.num_actors=2", "backend.threads_per_actor=1",
+                          "selection.max_score=null"])
     return ifd.run(cfg), out
 
 
