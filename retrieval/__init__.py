@@ -1,0 +1,1 @@
+"""Knowledge-base retrieval for RECOST (KB readers, embeddings, faiss index) — built by issue 4."""
