@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from jobs import outputs, settings
-from jobs.pipeline import init_ray, score_shards
+from jobs import outputs, settings, shards
+from jobs.pipeline import init_ray, iter_scored
 from jobs.select import select_ifd, selection_settings, write_ifd_report
-from jobs.staging import stage_input
+from jobs.staging import InputInfo, inspect_input, stage_input
 from scoring.models import resolve_model
 
 log = logging.getLogger(__name__)
@@ -54,16 +54,28 @@ def run(cfg: Any) -> Result:
     timings: dict[str, float] = {}
     with timed(timings, "model"):
         model_path = resolve_model(cfg.model.name)
+    spec = settings.actor_spec(cfg, model_path, rc)
+    identity = outputs.model_identity(model_path, cfg.model.name)
     with timed(timings, "read"):
-        staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg),
-                             bool(cfg.data.drop_duplicates), cfg.data.limit, cfg.data.rows_per_shard)
-    with timed(timings, "ray_init"):
-        init_ray(cfg.cluster)
+        src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
+        # refuse a mismatching resume before anything in output_dir is overwritten
+        shard_dir = shards.prepare(out, run_parts(cfg, src, identity, spec), bool(cfg.resume))
+        staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg),  # deterministic
+                             bool(cfg.data.drop_duplicates), cfg.data.limit, cfg.data.rows_per_shard, src)
+    done = shards.done_shards(shard_dir)
+    todo = [k for k in range(len(staged.shards)) if k not in done]
+    if done:
+        log.info("resuming: %d of %d shards already scored in %s", len(done), len(staged.shards), shard_dir)
     with timed(timings, "score"):
-        spec = settings.actor_spec(cfg, model_path, rc)
-        table = score_shards(staged.shards, spec, cfg, staged.n_rows)
+        collector = shards.ShardCollector(shard_dir, staged.bounds, todo)
+        if todo:
+            init_ray(cfg.cluster)
+            n_todo = sum(staged.bounds[k][1] for k in todo)
+            for batch in iter_scored([staged.shards[k] for k in todo], spec, cfg, n_todo):
+                collector.add(batch)
+        collector.finish()
     with timed(timings, "select"):
-        table = outputs.validate_complete(table, staged.n_rows)
+        table = outputs.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
         table = outputs.with_columns(table, outputs.derived(table))
         table, result, info = select_ifd(table, sel)
         outputs.write_parquet(table, out / outputs.SCORES)
@@ -73,7 +85,9 @@ def run(cfg: Any) -> Result:
         "job": "ifd", "config": OmegaConf.to_container(cfg, resolve=True),
         "input": {"path": str(data_path.resolve()), "sha256": staged.sha256, "format": staged.format,
                   "rows": staged.n_rows, "read_outcomes": dict(staged.errors)},
-        "model": outputs.model_identity(model_path, cfg.model.name),
+        "model": identity,
+        "shards": {"total": len(staged.shards), "reused": len(done), "scored": len(todo),
+                   "rows_per_shard": staged.rows_per_shard},
         "scoring": {"variant": cfg.method.variant, "render": spec["render"], "device": spec["device"]},
         "selection": info, "records_dir": str((out / "records").resolve()),
         "timings_s": timings, "approx_tokens_scored": tokens,
@@ -87,6 +101,18 @@ def run(cfg: Any) -> Result:
         "outcomes": info["outcomes"], "timings_s": timings})
     log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / outputs.SELECTED)
     return Result(out, staged.n_rows, n_sel, info["outcomes"], timings)
+
+
+def run_parts(cfg: Any, info: InputInfo, identity: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """What the scores depend on. The input's path, batch sizes, actor counts and the selection are
+    deliberately absent: scores do not depend on them, so they may change between a run and its resume."""
+    from omegaconf import OmegaConf
+
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "path"}
+    return {"input_sha256": info.sha256, "data": data, "format": info.format,
+            "rows": info.n_rows, "rows_per_shard": info.rows_per_shard, "model": identity,
+            "render": spec["render"], "dtype": spec["dtype"], "device": spec["device"],
+            "head_only": spec["head_only"]}
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import logging
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -60,14 +60,15 @@ def rows_per_call(batch_size: Any, n_rows: int, actors: int) -> int:
     return max(16, min(256, math.ceil(n_rows / (2 * actors))))
 
 
-def score_shards(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int) -> pa.Table:
-    """Run the scoring actors over all record shards; returns the per-row score table."""
+def iter_scored(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int) -> Iterator[pa.Table]:
+    """Stream the scoring actors' output over the given record shards, logging progress."""
     import ray
 
     from jobs.actor import ScoringActor
 
     actors, cpus, gpus = pool_size(cfg.backend, spec["device"])
-    log.info("scoring %d rows with %d actor(s) x %.0f CPU / %.0f GPU", n_rows, actors, cpus, gpus)
+    log.info("scoring %d rows in %d shards with %d actor(s) x %.0f CPU / %.0f GPU",
+             n_rows, len(shards), actors, cpus, gpus)
     # one block per record shard: the shard list is the deterministic partitioning of the input
     ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
     ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
@@ -75,14 +76,12 @@ def score_shards(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int)
         ScoringActor, fn_constructor_args=(spec,), batch_size=rows_per_call(cfg.backend.batch_size, n_rows, actors),
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus,
         batch_format="numpy")  # Ray Data restarts dead actors and retries their tasks by default
-    tables, done, t0, last = [], 0, time.time(), time.time()
+    done, t0, last = 0, time.time(), time.time()
     for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-        tables.append(batch)
         done += batch.num_rows
+        yield batch
         if time.time() - last >= float(cfg.log_every_s) or done == n_rows:
             rate = done / max(time.time() - t0, 1e-9)
             log.info("scored %d/%d rows (%.1f%%, %.2f rows/s, eta %.0f s)", done, n_rows,
                      100 * done / max(n_rows, 1), rate, (n_rows - done) / max(rate, 1e-9))
             last = time.time()
-    # an all-None error column arrives as type null in some batches: promote to the common type
-    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})

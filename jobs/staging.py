@@ -39,6 +39,8 @@ class Staged:
     sha256: str
     format: str
     errors: Counter = field(default_factory=Counter)
+    bounds: list[tuple[int, int]] = field(default_factory=list)  # (first position, rows) per shard
+    rows_per_shard: int = 0
 
 
 def scan(path: Path, fmt: str) -> tuple[int, str]:
@@ -74,20 +76,37 @@ def _table(rows: list[Row], ids: list[str]) -> pa.Table:
     return pa.table(cols, schema=_ARROW_SCHEMA)
 
 
-def stage_input(path: Path, out_dir: Path, fmt: str = "auto", fields: Fields = Fields(),
-                drop_duplicates: bool = True, limit: int | None = None,
-                rows_per_shard: int | None = None) -> Staged:
-    """Parse ``path`` into shards under ``out_dir/records``; every input record becomes one row."""
+@dataclass(frozen=True)
+class InputInfo:
+    """What staging will produce, known before any shard is written (used to check a resume)."""
+
+    format: str
+    n_rows: int
+    sha256: str
+    rows_per_shard: int
+
+
+def inspect_input(path: Path, fmt: str = "auto", limit: int | None = None,
+                  rows_per_shard: int | None = None) -> InputInfo:
+    """Format, row count, digest and shard size of an input file (one streaming pass)."""
     if not path.exists():
         raise FileNotFoundError(f"input file not found: {path}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     n_total, digest = scan(path, fmt)
     n_rows = min(n_total, limit) if limit else n_total
-    size = rows_per_shard or shard_size(n_rows)
+    return InputInfo(fmt, n_rows, digest, rows_per_shard or shard_size(n_rows))
+
+
+def stage_input(path: Path, out_dir: Path, fmt: str = "auto", fields: Fields = Fields(),
+                drop_duplicates: bool = True, limit: int | None = None,
+                rows_per_shard: int | None = None, info: InputInfo | None = None) -> Staged:
+    """Parse ``path`` into shards under ``out_dir/records``; every input record becomes one row."""
+    info = info or inspect_input(path, fmt, limit, rows_per_shard)
+    fmt, digest, size = info.format, info.sha256, info.rows_per_shard
     rec_dir = out_dir / RECORDS_DIR
     shutil.rmtree(rec_dir, ignore_errors=True)  # never mix shards of an earlier input
     rec_dir.mkdir(parents=True, exist_ok=True)
-    staged = Staged([], 0, digest, fmt)
+    staged = Staged([], 0, digest, fmt, rows_per_shard=size)
     seen: dict[str, int] = {}
     buf: list[Row] = []
     ids: list[str] = []
@@ -106,13 +125,18 @@ def stage_input(path: Path, out_dir: Path, fmt: str = "auto", fields: Fields = F
         buf.append(row)
         ids.append(rid)
         if len(buf) == size:
-            staged.shards.append(_write(rec_dir, len(staged.shards), buf, ids))
+            _flush(staged, rec_dir, buf, ids)
             buf, ids = [], []
     if buf:
-        staged.shards.append(_write(rec_dir, len(staged.shards), buf, ids))
+        _flush(staged, rec_dir, buf, ids)
     staged.n_rows = sum(staged.errors.values())
     log.info("staged %d rows (%s) into %d shards of <= %d rows", staged.n_rows, fmt, len(staged.shards), size)
     return staged
+
+
+def _flush(staged: Staged, rec_dir: Path, rows: list[Row], ids: list[str]) -> None:
+    staged.bounds.append((rows[0].position, len(rows)))
+    staged.shards.append(_write(rec_dir, len(staged.shards), rows, ids))
 
 
 def _write(rec_dir: Path, k: int, rows: list[Row], ids: list[str]) -> str:

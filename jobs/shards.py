@@ -1,0 +1,110 @@
+"""Resumable score shards: one Parquet file per input shard, committed atomically with a completion
+record, under ``output_dir/shards/``. A rerun with the same run key skips completed shards; a
+different key (changed input, model or scoring config) is refused unless told to start over.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scoring import schema
+
+log = logging.getLogger(__name__)
+
+SHARDS_DIR = "shards"
+RUN_FILE = "run.json"
+
+
+def run_key(parts: dict[str, Any]) -> str:
+    """Digest of everything that changes the scores (not the selection, batch sizes or actor count)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def prepare(out: Path, parts: dict[str, Any], resume: bool) -> Path:
+    """The shard directory for this run; refuses to mix results of a different run key."""
+    d = out / SHARDS_DIR
+    key = run_key(parts)
+    run_file = d / RUN_FILE
+    if run_file.exists() and resume:
+        old = json.loads(run_file.read_text())
+        if old["key"] != key:
+            changed = sorted(k for k in set(old["parts"]) | set(parts)
+                             if json.dumps(old["parts"].get(k), sort_keys=True, default=str)
+                             != json.dumps(parts.get(k), sort_keys=True, default=str))
+            raise ValueError(f"{out} holds scores of a different run (changed: {', '.join(changed)}); "
+                             f"use another output_dir, or resume=false to discard them and start over")
+        return d
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    _atomic_write(run_file, json.dumps({"key": key, "parts": parts}, indent=2, default=str).encode())
+    return d
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def done_shards(d: Path) -> set[int]:
+    """Indices of shards whose completion record exists (written after their Parquet file)."""
+    return {int(p.name.split("-")[1].split(".")[0]) for p in d.glob("part-*.done")}
+
+
+def write_shard(d: Path, k: int, table: pa.Table) -> None:
+    """Commit shard ``k``: Parquet via temp name + rename, then the completion record."""
+    path = d / f"part-{k:05d}.parquet"
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    _atomic_write(d / f"part-{k:05d}.done", json.dumps({"rows": table.num_rows}).encode())
+
+
+def load_all(d: Path, n_shards: int) -> pa.Table:
+    """All shard results; a missing shard is a loud error."""
+    missing = sorted(set(range(n_shards)) - done_shards(d))
+    if missing:
+        raise RuntimeError(f"score shards {missing[:10]} are not complete; refusing to merge")
+    tables = [pq.read_table(d / f"part-{k:05d}.parquet") for k in range(n_shards)]
+    return pa.concat_tables(tables, promote_options="default")
+
+
+class ShardCollector:
+    """Groups scored rows arriving in any batching back into their input shards and commits each
+    shard as soon as all its rows are in. ``bounds[k] = (first position, rows)``."""
+
+    def __init__(self, d: Path, bounds: list[tuple[int, int]], pending: list[int]) -> None:
+        self.d = d
+        self.bounds = bounds
+        self.starts = np.array([b[0] for b in bounds])
+        self.parts: dict[int, list[pa.Table]] = {k: [] for k in pending}
+        self.have = {k: 0 for k in pending}
+        self.written = 0
+
+    def add(self, batch: pa.Table) -> None:
+        shard = np.searchsorted(self.starts, batch.column(schema.POSITION).to_numpy(), side="right") - 1
+        for k in np.unique(shard).tolist():
+            part = batch.filter(pa.array(shard == k))
+            self.parts[k].append(part)
+            self.have[k] += part.num_rows
+            if self.have[k] == self.bounds[k][1]:
+                table = pa.concat_tables(self.parts.pop(k), promote_options="default")
+                table = table.take(pa.array(np.argsort(table.column(schema.POSITION).to_numpy())))
+                err = table.schema.get_field_index(schema.ERROR)  # all-None batches arrive as type null
+                table = table.set_column(err, schema.ERROR, table.column(err).cast(pa.string()))
+                write_shard(self.d, k, table)
+                self.written += 1
+
+    def finish(self) -> None:
+        if self.parts:
+            raise RuntimeError(f"scoring ended with shards {sorted(self.parts)[:10]} incomplete "
+                               f"({sum(self.have[k] for k in self.parts)} rows held); refusing to merge")
