@@ -28,7 +28,7 @@ def test_readme_keys_exist():
     cfg = compose("ifd", ["data.path=train.jsonl", "selection.budget=0.05", "output_dir=out/",
                           "cluster=auto", "method.variant=cherry", "model.name=/some/dir",
                           "backend.num_actors=2", "data.format=jsonl", "model.max_length=1024",
-                          "selection.score=ifd_ppl", "method.template=vicuna"])
+                          "selection.score=ifd_ppl", "method.template=vicuna", "resume=false"])
     settings.validate(cfg)
     rc = settings.render_config(cfg)
     assert rc.mode == "cherry" and cfg.cluster.address == "auto"
