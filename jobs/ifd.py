@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from jobs import outputs, settings, shards
 from jobs.pipeline import init_ray, iter_scored
 from jobs.select import select_ifd, selection_settings, write_ifd_report
-from jobs.staging import InputInfo, inspect_input, stage_input
+from jobs.staging import InputInfo, Staged, inspect_input, stage_input
 from scoring.models import resolve_model
 
 log = logging.getLogger(__name__)
@@ -62,18 +62,8 @@ def run(cfg: Any) -> Result:
         shard_dir = shards.prepare(out, run_parts(cfg, src, identity, spec), bool(cfg.resume))
         staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg),  # deterministic
                              bool(cfg.data.drop_duplicates), cfg.data.limit, cfg.data.rows_per_shard, src)
-    done = shards.done_shards(shard_dir)
-    todo = [k for k in range(len(staged.shards)) if k not in done]
-    if done:
-        log.info("resuming: %d of %d shards already scored in %s", len(done), len(staged.shards), shard_dir)
     with timed(timings, "score"):
-        collector = shards.ShardCollector(shard_dir, staged.bounds, todo)
-        if todo:
-            init_ray(cfg.cluster)
-            n_todo = sum(staged.bounds[k][1] for k in todo)
-            for batch in iter_scored([staged.shards[k] for k in todo], spec, cfg, n_todo):
-                collector.add(batch)
-        collector.finish()
+        reused, scored = score_missing(shard_dir, staged, spec, cfg)
     with timed(timings, "select"):
         table = outputs.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
         table = outputs.with_columns(table, outputs.derived(table))
@@ -86,7 +76,7 @@ def run(cfg: Any) -> Result:
         "input": {"path": str(data_path.resolve()), "sha256": staged.sha256, "format": staged.format,
                   "rows": staged.n_rows, "read_outcomes": dict(staged.errors)},
         "model": identity,
-        "shards": {"total": len(staged.shards), "reused": len(done), "scored": len(todo),
+        "shards": {"total": len(staged.shards), "reused": reused, "scored": scored,
                    "rows_per_shard": staged.rows_per_shard},
         "scoring": {"variant": cfg.method.variant, "render": spec["render"], "device": spec["device"]},
         "selection": info, "records_dir": str((out / "records").resolve()),
@@ -101,6 +91,22 @@ def run(cfg: Any) -> Result:
         "outcomes": info["outcomes"], "timings_s": timings})
     log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / outputs.SELECTED)
     return Result(out, staged.n_rows, n_sel, info["outcomes"], timings)
+
+
+def score_missing(shard_dir: Path, staged: Staged, spec: dict[str, Any], cfg: Any) -> tuple[int, int]:
+    """Score every shard without a completion record; returns (shards reused, shards scored)."""
+    done = shards.done_shards(shard_dir)
+    todo = [k for k in range(len(staged.shards)) if k not in done]
+    if done:
+        log.info("resuming: %d of %d shards already scored in %s", len(done), len(staged.shards), shard_dir)
+    collector = shards.ShardCollector(shard_dir, staged.bounds, todo)
+    if todo:
+        init_ray(cfg.cluster)
+        n_todo = sum(staged.bounds[k][1] for k in todo)
+        for batch in iter_scored([staged.shards[k] for k in todo], spec, cfg, n_todo):
+            collector.add(batch)
+    collector.finish()
+    return len(done), len(todo)
 
 
 def run_parts(cfg: Any, info: InputInfo, identity: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
