@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from scoring import schema
 
@@ -52,7 +52,7 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if name.endswith(".jsonl") or name.endswith(".ndjson"):
         return "jsonl"
-    with _open(path) as f:
+    with open_input(path) as f:
         head = f.read(4096).lstrip()
     if head[:1] == b"[":
         return "json"
@@ -62,7 +62,8 @@ def detect_format(path: Path) -> str:
                      f"Parquet; set data.format to one of {', '.join(FORMATS[1:])}")
 
 
-def _open(path: Path):
+def open_input(path: Path) -> IO[bytes]:
+    """Open an input file for binary reading, transparently gunzipping ``.gz``."""
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
@@ -71,7 +72,7 @@ def iter_raw(path: Path, fmt: str) -> Iterator[Row]:
     if fmt == "jsonl":
         yield from _iter_jsonl(path)
     elif fmt == "json":
-        with _open(path) as f:
+        with open_input(path) as f:
             try:
                 data = json.loads(f.read().decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -89,7 +90,7 @@ def iter_raw(path: Path, fmt: str) -> Iterator[Row]:
 
 def _iter_jsonl(path: Path) -> Iterator[Row]:
     pos = 0
-    with _open(path) as f:
+    with open_input(path) as f:
         for line in f:
             if not line.strip():
                 continue  # blank lines are not records

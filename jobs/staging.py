@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.readers import Fields, Row, content_hash, detect_format, iter_raw, normalise
+from jobs.readers import Fields, Row, content_hash, detect_format, iter_raw, normalise, open_input
 from scoring import schema
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,9 @@ def scan(path: Path, fmt: str) -> tuple[int, str]:
             h.update(chunk)
     if fmt == "parquet":
         lines = pq.ParquetFile(path).metadata.num_rows
-    elif fmt == "jsonl":
-        lines = sum(1 for _ in iter_raw(path, "jsonl"))
+    elif fmt == "jsonl":  # the reader's record rule (non-blank lines), without parsing JSON twice
+        with open_input(path) as f:
+            lines = sum(1 for line in f if line.strip())
     else:
         lines = sum(1 for _ in iter_raw(path, "json"))
     return lines, h.hexdigest()

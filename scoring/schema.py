@@ -33,14 +33,6 @@ def tokens_col(pass_name: str) -> str:
     return f"{pass_name}_tokens"
 
 
-def pass_columns(pass_names: list[str]) -> list[str]:
-    """Score columns produced for the given passes, in a fixed order."""
-    cols: list[str] = []
-    for name in pass_names:
-        cols += [nll_sum_col(name), tokens_col(name)]
-    return cols
-
-
 # Error reason codes (the manifest counts rows by these).
 E_MALFORMED = "malformed_json"
 E_NOT_OBJECT = "not_an_object"
