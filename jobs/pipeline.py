@@ -71,7 +71,9 @@ def iter_scored(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int) 
              n_rows, len(shards), actors, cpus, gpus)
     # one block per record shard: the shard list is the deterministic partitioning of the input
     ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-    ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
+    # reading a shard is light I/O: it must never wait for CPUs the scoring actors hold (deadlock on
+    # a node whose CPUs all go to actors, e.g. one 2-thread actor on a 2-CPU head)
+    ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0)
     out = ds.map_batches(
         ScoringActor, fn_constructor_args=(spec,), batch_size=rows_per_call(cfg.backend.batch_size, n_rows, actors),
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus,
