@@ -19,15 +19,14 @@ def init_ray(cluster: Any) -> None:
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token for local runs
-    if ray.is_initialized():
-        pass
-    elif cluster.address == "local":
-        cpus = cluster.num_cpus or os.cpu_count() or 1
-        # one extra logical CPU so the light Parquet read tasks never wait behind busy actors
-        ray.init(num_cpus=cpus + 1, include_dashboard=bool(cluster.include_dashboard),
-                 log_to_driver=True, configure_logging=False)
-    else:
-        ray.init(address=cluster.address)
+    if not ray.is_initialized():
+        if cluster.address == "local":
+            cpus = cluster.num_cpus or os.cpu_count() or 1
+            # one logical CPU beyond the cores: pool_size leaves it to the driver, not to actors
+            ray.init(num_cpus=cpus + 1, include_dashboard=bool(cluster.include_dashboard),
+                     log_to_driver=True, configure_logging=False)
+        else:
+            ray.init(address=cluster.address)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 

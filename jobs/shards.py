@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.outputs import write_json, write_parquet
 from scoring import schema
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,8 @@ def prepare(out: Path, parts: dict[str, Any], resume: bool) -> Path:
         return d
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
-    _atomic_write(run_file, json.dumps({"key": key, "parts": parts}, indent=2, default=str).encode())
+    write_json({"key": key, "parts": parts}, run_file)
     return d
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def done_shards(d: Path) -> set[int]:
@@ -62,11 +56,8 @@ def done_shards(d: Path) -> set[int]:
 
 def write_shard(d: Path, k: int, table: pa.Table) -> None:
     """Commit shard ``k``: Parquet via temp name + rename, then the completion record."""
-    path = d / f"part-{k:05d}.parquet"
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    _atomic_write(d / f"part-{k:05d}.done", json.dumps({"rows": table.num_rows}).encode())
+    write_parquet(table, d / f"part-{k:05d}.parquet")
+    write_json({"rows": table.num_rows}, d / f"part-{k:05d}.done")
 
 
 def load_all(d: Path, n_shards: int) -> pa.Table:
@@ -88,7 +79,6 @@ class ShardCollector:
         self.starts = np.array([b[0] for b in bounds])
         self.parts: dict[int, list[pa.Table]] = {k: [] for k in pending}
         self.have = {k: 0 for k in pending}
-        self.written = 0
 
     def add(self, batch: pa.Table) -> None:
         shard = np.searchsorted(self.starts, batch.column(schema.POSITION).to_numpy(), side="right") - 1
@@ -102,7 +92,6 @@ class ShardCollector:
                 err = table.schema.get_field_index(schema.ERROR)  # all-None batches arrive as type null
                 table = table.set_column(err, schema.ERROR, table.column(err).cast(pa.string()))
                 write_shard(self.d, k, table)
-                self.written += 1
 
     def finish(self) -> None:
         if self.parts:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.outputs import write_parquet
 from jobs.readers import Fields, Row, content_hash, detect_format, iter_raw, normalise, open_input
 from scoring import schema
 
@@ -142,7 +143,5 @@ def _flush(staged: Staged, rec_dir: Path, rows: list[Row], ids: list[str]) -> No
 
 def _write(rec_dir: Path, k: int, rows: list[Row], ids: list[str]) -> str:
     path = rec_dir / f"part-{k:05d}.parquet"
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(_table(rows, ids), tmp)
-    tmp.replace(path)
+    write_parquet(_table(rows, ids), path)
     return str(path)

@@ -48,13 +48,12 @@ def threshold_diversity(order: np.ndarray, X: np.ndarray, k: int, tau: float = 0
     return np.array(admitted[:k], dtype=np.int64)
 
 
-def _window_walk(members: np.ndarray, E: np.ndarray, quota: int, window: int, tau: float,
-                 chosen: list[int]) -> list[int]:
+def _window_walk(members: np.ndarray, E: np.ndarray, quota: int, window: int, tau: float) -> list[int]:
     """Within one cluster: repeatedly look at the next ``window`` live candidates (rank order),
     drop those too similar (> tau) to something chosen, take the one farthest from the chosen set."""
     picked: list[int] = []
     live = list(members)
-    sel = E[chosen] if chosen else np.zeros((0, E.shape[1]), dtype=np.float32)
+    sel = np.zeros((0, E.shape[1]), dtype=np.float32)
     while len(picked) < quota and live:
         win = np.array(live[:window])
         sim = (E[win] @ sel.T).max(axis=1) if len(sel) else np.full(len(win), -1.0)
@@ -89,7 +88,7 @@ def sliding_window_diverse(order: np.ndarray, X: np.ndarray, k: int, window: int
     quota = allocate_proportional(np.bincount(inverse, minlength=len(ids)), k)
     chosen: list[int] = []
     for c in range(len(ids)):
-        chosen += _window_walk(order[inverse == c], E, int(quota[c]), window, tau, [])
+        chosen += _window_walk(order[inverse == c], E, int(quota[c]), window, tau)
     for strict in (True, False):  # unfilled quota: best remaining rows passing tau, then by rank
         if len(chosen) >= k:
             break
