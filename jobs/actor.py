@@ -59,7 +59,8 @@ class ScoringActor:
 
     def _rows(self, batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         n = len(batch[schema.ID])
-        return [{k: batch[k][i] for k in schema.RECORD_COLUMNS if k in batch} for i in range(n)]
+        keys = [k for k in (*schema.RECORD_COLUMNS, schema.KNOWLEDGE) if k in batch]
+        return [{k: batch[k][i] for k in keys} for i in range(n)]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = self._rows(batch)

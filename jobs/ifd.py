@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from jobs import outputs, settings, shards
-from jobs.pipeline import init_ray, iter_scored
+from jobs.pipeline import run_stage, shard_item
 from jobs.select import select_ifd, selection_settings, write_ifd_report
 from jobs.staging import InputInfo, Staged, inspect_input, stage_input
 from scoring.models import resolve_model
@@ -95,18 +95,10 @@ def run(cfg: Any) -> Result:
 
 def score_missing(shard_dir: Path, staged: Staged, spec: dict[str, Any], cfg: Any) -> tuple[int, int]:
     """Score every shard without a completion record; returns (shards reused, shards scored)."""
-    done = shards.done_shards(shard_dir)
-    todo = [k for k in range(len(staged.shards)) if k not in done]
-    if done:
-        log.info("resuming: %d of %d shards already scored in %s", len(done), len(staged.shards), shard_dir)
-    collector = shards.ShardCollector(shard_dir, staged.bounds, todo)
-    if todo:
-        init_ray(cfg.cluster)
-        n_todo = sum(staged.bounds[k][1] for k in todo)
-        for batch in iter_scored([staged.shards[k] for k in todo], spec, cfg, n_todo):
-            collector.add(batch)
-    collector.finish()
-    return len(done), len(todo)
+    from jobs.actor import ScoringActor
+
+    return run_stage(shard_dir, staged.bounds, [shard_item(s) for s in staged.shards], ScoringActor,
+                     spec, cfg, "scored")
 
 
 def run_parts(cfg: Any, info: InputInfo, identity: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import logging
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -45,11 +46,21 @@ def pool_size(backend: Any, device: str) -> tuple[int, float, float]:
 
 
 def read_shards(batch: pa.Table) -> pa.Table:
-    """Ray Data task: load the record columns of the shard file(s) named in ``batch``."""
+    """Ray Data task: load the shard file(s) named in ``batch`` (record columns by default), with the
+    columns of a row-aligned companion shard (``extra``, e.g. the retrieval stage's) appended."""
     import pyarrow.parquet as pq
 
-    return pa.concat_tables([pq.read_table(p, columns=schema.RECORD_COLUMNS)
-                             for p in batch.column("shard").to_pylist()])
+    tables = []
+    for item in batch.to_pylist():
+        t = pq.read_table(item["shard"], columns=item.get("columns") or schema.RECORD_COLUMNS)
+        if item.get("extra"):
+            e = pq.read_table(item["extra"], columns=[schema.POSITION, *item["extra_columns"]])
+            if e.column(schema.POSITION) != t.column(schema.POSITION):
+                raise RuntimeError(f"{item['extra']} is not row-aligned with {item['shard']}")
+            for name in item["extra_columns"]:
+                t = t.append_column(name, e.column(name))
+        tables.append(t)
+    return pa.concat_tables(tables)
 
 
 def rows_per_call(batch_size: Any, n_rows: int, actors: int) -> int:
@@ -59,22 +70,48 @@ def rows_per_call(batch_size: Any, n_rows: int, actors: int) -> int:
     return max(16, min(256, math.ceil(n_rows / (2 * actors))))
 
 
-def iter_scored(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int) -> Iterator[pa.Table]:
-    """Stream the scoring actors' output over the given record shards, logging progress."""
+def shard_item(shard: str, columns: list[str] | None = None, extra: str = "",
+               extra_columns: list[str] | None = None) -> dict[str, Any]:
+    """One unit of work for :func:`stream` (a uniform dict, as Ray Data wants one schema)."""
+    return {"shard": shard, "columns": columns or list(schema.RECORD_COLUMNS), "extra": extra,
+            "extra_columns": extra_columns or []}
+
+
+def run_stage(shard_dir: Path, bounds: list[tuple[int, int]], items: list[dict[str, Any]], actor_cls: type,
+              spec: dict[str, Any], cfg: Any, label: str, emb_dir: Path | None = None) -> tuple[int, int]:
+    """Run ``actor_cls`` over every shard without a completion record in ``shard_dir`` and commit
+    each shard as it completes; returns (shards reused, shards processed)."""
+    from jobs import shards
+
+    done = shards.done_shards(shard_dir)
+    todo = [k for k in range(len(items)) if k not in done]
+    if done:
+        log.info("resuming: %d of %d shards already done in %s", len(done), len(items), shard_dir)
+    collector = shards.ShardCollector(shard_dir, bounds, todo, emb_dir)
+    if todo:
+        init_ray(cfg.cluster)
+        n_todo = sum(bounds[k][1] for k in todo)
+        for batch in stream([items[k] for k in todo], actor_cls, spec, cfg, n_todo, label):
+            collector.add(batch)
+    collector.finish()
+    return len(done), len(todo)
+
+
+def stream(items: list[dict[str, Any]], actor_cls: type, spec: dict[str, Any], cfg: Any, n_rows: int,
+           label: str) -> Iterator[pa.Table]:
+    """Stream shards through a pool of ``actor_cls`` (sized by ``cfg.backend``), logging progress."""
     import ray
 
-    from jobs.actor import ScoringActor
-
     actors, cpus, gpus = pool_size(cfg.backend, spec["device"])
-    log.info("scoring %d rows in %d shards with %d actor(s) x %.0f CPU / %.0f GPU",
-             n_rows, len(shards), actors, cpus, gpus)
-    # one block per record shard: the shard list is the deterministic partitioning of the input
-    ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-    # reading a shard is light I/O: it must never wait for CPUs the scoring actors hold (deadlock on
-    # a node whose CPUs all go to actors, e.g. one 2-thread actor on a 2-CPU head)
+    log.info("%s: %d rows in %d shards with %d actor(s) x %.0f CPU / %.0f GPU",
+             actor_cls.__name__, n_rows, len(items), actors, cpus, gpus)
+    # one block per shard: the shard list is the deterministic partitioning of the input
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # reading a shard is light I/O: it must never wait for CPUs the actors hold (deadlock on a node
+    # whose CPUs all go to actors, e.g. one 2-thread actor on a 2-CPU head)
     ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0)
     out = ds.map_batches(
-        ScoringActor, fn_constructor_args=(spec,), batch_size=rows_per_call(cfg.backend.batch_size, n_rows, actors),
+        actor_cls, fn_constructor_args=(spec,), batch_size=rows_per_call(cfg.backend.batch_size, n_rows, actors),
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus,
         batch_format="numpy")  # Ray Data restarts dead actors and retries their tasks by default
     done, t0, last = 0, time.time(), time.time()
@@ -83,6 +120,6 @@ def iter_scored(shards: list[str], spec: dict[str, Any], cfg: Any, n_rows: int) 
         yield batch
         if time.time() - last >= float(cfg.log_every_s) or done == n_rows:
             rate = done / max(time.time() - t0, 1e-9)
-            log.info("scored %d/%d rows (%.1f%%, %.2f rows/s, eta %.0f s)", done, n_rows,
+            log.info("%s %d/%d rows (%.1f%%, %.2f rows/s, eta %.0f s)", label, done, n_rows,
                      100 * done / max(n_rows, 1), rate, (n_rows - done) / max(rate, 1e-9))
             last = time.time()

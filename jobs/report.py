@@ -62,6 +62,42 @@ def plot_counts(counts: dict[str, int], title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_scatter(x: np.ndarray, y: np.ndarray, selected: np.ndarray, xlabel: str, ylabel: str, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ok = np.isfinite(x) & np.isfinite(y)
+    ax.scatter(x[ok & ~selected], y[ok & ~selected], s=6, alpha=0.5, label="not selected")
+    ax.scatter(x[ok & selected], y[ok & selected], s=10, color="orange", label="selected")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_cluster_mix(pool: np.ndarray, selected: np.ndarray, path: Path, top: int = 30) -> None:
+    """Share of each cluster in the pool vs in the selection (largest pool clusters first)."""
+    plt = _plt()
+    pool = pool[pool >= 0]
+    ids, n = np.unique(pool, return_counts=True)
+    keep = ids[np.argsort(-n, kind="stable")][:top]
+    p_share = np.array([np.mean(pool == c) for c in keep]) if len(pool) else np.zeros(len(keep))
+    s_share = np.array([np.mean(selected == c) for c in keep]) if len(selected) else np.zeros(len(keep))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    x = np.arange(len(keep))
+    ax.bar(x - 0.2, p_share, 0.4, label="pool")
+    ax.bar(x + 0.2, s_share, 0.4, color="orange", label="selected")
+    ax.set_xticks(x, [str(c) for c in keep], fontsize=7)
+    ax.set_xlabel("cluster (largest first)")
+    ax.set_ylabel("share of rows")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def write_report(out: Path, title: str, summary: dict[str, Any], images: list[tuple[str, str]]) -> Path:
     """A self-contained HTML page linking the PNGs next to it."""
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(json.dumps(v, default=str, indent=1) if isinstance(v, (dict, list)) else str(v))}</pre></td></tr>"

@@ -58,14 +58,14 @@ def fields(cfg: Any) -> Fields:
                   content_keys=tuple(f.content_keys))
 
 
-def render_config(cfg: Any) -> RenderConfig:
+def render_config(cfg: Any, passes: tuple[str, ...] = ("cond", "uncond")) -> RenderConfig:
     m = cfg.method
     rc = RenderConfig(
         template=variant_value(cfg, "template"), mode=variant_value(cfg, "mode"),
         uncond_prefix=variant_value(cfg, "uncond_prefix"), score_eos=bool(variant_value(cfg, "score_eos")),
         limits=Limits(max_length=int(cfg.model.max_length), max_response_tokens=m.max_response_tokens,
                       truncate_response=bool(m.truncate_response)),
-        passes=("cond", "uncond"))
+        passes=passes)
     rc.validate()
     return rc
 
@@ -99,12 +99,22 @@ def actor_spec(cfg: Any, model_path: Path, rc: RenderConfig) -> dict[str, Any]:
     }
 
 
-def validate(cfg: Any) -> None:
-    """Fail at start, naming the valid choices, before any expensive work."""
-    if cfg.data.format not in FORMATS:
-        raise ValueError(f"unknown data.format {cfg.data.format!r}; choose one of {', '.join(FORMATS)}")
+def validate_backend(cfg: Any) -> None:
     if cfg.backend.name != "hf":
         raise ValueError(f"unknown backend {cfg.backend.name!r}; this build ships: hf")
+    device(cfg)
+
+
+def validate_common(cfg: Any) -> None:
+    """Checks every scoring job shares: input format and backend."""
+    if cfg.data.format not in FORMATS:
+        raise ValueError(f"unknown data.format {cfg.data.format!r}; choose one of {', '.join(FORMATS)}")
+    validate_backend(cfg)
+
+
+def validate(cfg: Any) -> None:
+    """Fail at start, naming the valid choices, before any expensive work (IFD job)."""
+    validate_common(cfg)
     score = variant_value(cfg, "score", "selection") if "score" in cfg.selection else None
     if score not in SCORES:
         raise ValueError(f"unknown selection.score {score!r}; choose one of {', '.join(SCORES)}")
@@ -118,3 +128,34 @@ def compose(name: str, overrides: list[str]) -> Any:
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name=name, overrides=overrides)
+
+
+def encoder_spec(cfg: Any) -> dict[str, Any]:
+    """The plain dict an embedding/retrieval actor builds its encoder from, plus its identity
+    (what the KB artifact records, and what a query encoder must match)."""
+    from jobs.outputs import model_identity
+    from scoring.models import resolve_model
+
+    e = cfg.encoder
+    b = cfg.backend
+    dev = device(cfg)
+    if e.kind == "causal_lm":
+        name = e.model or cfg.model.name
+        path = resolve_model(name)
+        identity = {"kind": e.kind, "model": model_identity(path, name), "pooling": e.pooling,
+                    "max_length": int(e.max_length), "center": bool(e.center)}
+    elif e.kind == "sentence_transformers":
+        if not e.model:
+            raise ValueError("encoder=sentence_transformers needs encoder.model=<local model directory>")
+        path = Path(e.model).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"sentence-transformers model directory not found: {path}")
+        identity = {"kind": e.kind, "model": {"name": str(e.model), "path": str(path)}, "center": bool(e.center)}
+    else:
+        raise ValueError(f"unknown encoder.kind {e.kind!r}; choose causal_lm or sentence_transformers")
+    mbt = AUTO_BATCH_TOKENS[dev] if b.max_batch_tokens == "auto" else int(b.max_batch_tokens)
+    return {"kind": e.kind, "model_path": str(path), "device": dev, "dtype": cfg.model.dtype,
+            "pooling": e.get("pooling", "mean"), "max_length": int(e.get("max_length", 256)),
+            "max_batch_tokens": mbt, "batch_size": int(e.get("batch_size", 64)),
+            "trust_remote_code": bool(cfg.model.trust_remote_code), "center": bool(e.center),
+            "identity": identity}

@@ -29,9 +29,9 @@ def run_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def prepare(out: Path, parts: dict[str, Any], resume: bool) -> Path:
-    """The shard directory for this run; refuses to mix results of a different run key."""
-    d = out / SHARDS_DIR
+def prepare(out: Path, parts: dict[str, Any], resume: bool, name: str = SHARDS_DIR) -> Path:
+    """The shard directory ``out/name`` for this run; refuses to mix results of a different run key."""
+    d = out / name
     key = run_key(parts)
     run_file = d / RUN_FILE
     if run_file.exists() and resume:
@@ -54,10 +54,44 @@ def done_shards(d: Path) -> set[int]:
     return {int(p.name.split("-")[1].split(".")[0]) for p in d.glob("part-*.done")}
 
 
-def write_shard(d: Path, k: int, table: pa.Table) -> None:
-    """Commit shard ``k``: Parquet via temp name + rename, then the completion record."""
+def write_shard(d: Path, k: int, table: pa.Table, emb_dir: Path | None = None) -> None:
+    """Commit shard ``k``: embeddings (float16 ``.npy``, when the table has an ``emb`` column) and
+    Parquet via temp name + rename, then the completion record."""
+    if schema.EMB in table.column_names:
+        if emb_dir is None:
+            raise ValueError("an embedding column arrived but no embedding directory was given")
+        emb_dir.mkdir(parents=True, exist_ok=True)
+        save_npy(emb_matrix(table.column(schema.EMB)).astype(np.float16), emb_dir / f"part-{k:05d}.npy")
+        table = table.drop_columns([schema.EMB])
     write_parquet(table, d / f"part-{k:05d}.parquet")
     write_json({"rows": table.num_rows}, d / f"part-{k:05d}.done")
+
+
+def emb_matrix(col: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size-list column as a ``[n, d]`` float32 matrix."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if len(arr) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    return arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(arr), -1)
+
+
+def emb_column(E: np.ndarray) -> pa.Array:
+    """``[n, d]`` matrix → fixed-size-list column (how embeddings travel between Ray stages)."""
+    E = np.ascontiguousarray(E, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(E.reshape(-1)), E.shape[1])
+
+
+def save_npy(a: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, a)
+    tmp.replace(path)
+
+
+def load_embeddings(emb_dir: Path, n_shards: int) -> np.ndarray:
+    """All shards' embeddings in position order (``[n, d]`` float16); the shards must be complete."""
+    parts = [np.load(emb_dir / f"part-{k:05d}.npy") for k in range(n_shards)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float16)
 
 
 def load_all(d: Path, n_shards: int) -> pa.Table:
@@ -73,8 +107,10 @@ class ShardCollector:
     """Groups scored rows arriving in any batching back into their input shards and commits each
     shard as soon as all its rows are in. ``bounds[k] = (first position, rows)``."""
 
-    def __init__(self, d: Path, bounds: list[tuple[int, int]], pending: list[int]) -> None:
+    def __init__(self, d: Path, bounds: list[tuple[int, int]], pending: list[int],
+                 emb_dir: Path | None = None) -> None:
         self.d = d
+        self.emb_dir = emb_dir
         self.bounds = bounds
         self.starts = np.array([b[0] for b in bounds])
         self.parts: dict[int, list[pa.Table]] = {k: [] for k in pending}
@@ -90,8 +126,9 @@ class ShardCollector:
                 table = pa.concat_tables(self.parts.pop(k), promote_options="default")
                 table = table.take(pa.array(np.argsort(table.column(schema.POSITION).to_numpy())))
                 err = table.schema.get_field_index(schema.ERROR)  # all-None batches arrive as type null
-                table = table.set_column(err, schema.ERROR, table.column(err).cast(pa.string()))
-                write_shard(self.d, k, table)
+                if err >= 0:
+                    table = table.set_column(err, schema.ERROR, table.column(err).cast(pa.string()))
+                write_shard(self.d, k, table, self.emb_dir)
 
     def finish(self) -> None:
         if self.parts:

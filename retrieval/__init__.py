@@ -1,1 +1,1 @@
-"""Knowledge-base retrieval for RECOST (KB readers, embeddings, faiss index) — built by issue 4."""
+"""Retrieval for RECOST: KB rows, sentence encoders, the faiss index artifact, knowledge rendering."""

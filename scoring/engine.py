@@ -28,6 +28,9 @@ def empty_columns(n: int, passes: Sequence[str]) -> dict[str, np.ndarray]:
         cols[c] = np.zeros(n, dtype=np.int64)
     cols[schema.TRUNCATED] = np.zeros(n, dtype=bool)
     cols[schema.RESPONSE_TRUNCATED] = np.zeros(n, dtype=bool)
+    if "know" in passes:
+        cols[schema.KNOWLEDGE_TOKENS] = np.zeros(n, dtype=np.int64)
+        cols[schema.KNOWLEDGE_TRUNCATED] = np.zeros(n, dtype=bool)
     cols[schema.ERROR] = np.full(n, None, dtype=object)
     return cols
 
@@ -45,6 +48,9 @@ def score_rows(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any, back
         cols[schema.TRUNCATED][i] = r.truncated
         cols[schema.RESPONSE_TRUNCATED][i] = r.response_truncated
         cols[schema.ERROR][i] = r.error
+        if schema.KNOWLEDGE_TOKENS in cols:
+            cols[schema.KNOWLEDGE_TOKENS][i] = r.knowledge_tokens
+            cols[schema.KNOWLEDGE_TRUNCATED][i] = r.knowledge_truncated
         if r.error:
             continue
         for name in cfg.passes:

@@ -27,6 +27,7 @@ from scoring.templates import DIRECT_HEADERS, check_template, render_prompt
 _CHERRY_DIRECT_OFFSET = {"alpaca": -2, "vicuna": 6}
 # The reference selection script (data_by_IFD.py) re-derives the answer length at this offset.
 _CHERRY_GUARD_OFFSET = {"alpaca": 4, "vicuna": 6}
+PASSES = ("cond", "uncond", "know")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class RenderConfig:
 
     def validate(self) -> None:
         check_template(self.template)
+        unknown = set(self.passes) - set(PASSES)
+        if unknown or "cond" not in self.passes:
+            raise ValueError(f"passes must include cond and come from {', '.join(PASSES)}; got {self.passes}")
+        if self.mode == "cherry" and set(self.passes) != {"cond", "uncond"}:
+            raise ValueError("mode=cherry reproduces Cherry's two passes only; use mode=clean for RECOST")
         if self.mode not in ("clean", "cherry"):
             raise ValueError(f"unknown scoring mode {self.mode!r}; choose clean or cherry")
         if self.uncond_prefix not in ("bos", "header"):
@@ -82,15 +88,42 @@ def render_clean(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any) ->
     else:
         uncond_ctx = [start]
     eos = [tok.eos_token_id] if cfg.score_eos and tok.eos_token_id is not None else []
+    know = _knowledge_ids(rows, cfg, tok)
     out = []
-    for ctx, resp in zip(ctx_ids, resp_ids):
+    for i, (ctx, resp) in enumerate(zip(ctx_ids, resp_ids)):
         ctx = list(ctx)
         if not is_chat and (not ctx or ctx[0] != start):
             ctx = [start] + ctx  # both passes open with the same document-start token
         contexts = {"cond": ctx, "uncond": list(uncond_ctx)}
-        out.append(assemble({k: v for k, v in contexts.items() if k in cfg.passes},
-                            list(resp) + eos, cfg.limits, start))
+        if know is not None:
+            contexts["know"] = know_context(ctx, know[i], start, is_chat)
+        r = assemble({k: v for k, v in contexts.items() if k in cfg.passes}, list(resp) + eos, cfg.limits, start)
+        if know is not None and not r.error:
+            r.knowledge_tokens = max(0, r.passes["know"].n_ctx - r.passes["cond"].n_ctx)
+            r.knowledge_truncated = r.knowledge_tokens < len(know[i])
+        out.append(r)
     return out
+
+
+def _knowledge_ids(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any) -> list[list[int]] | None:
+    if "know" not in cfg.passes:
+        return None
+    texts = [r.get(schema.KNOWLEDGE) or "" for r in rows]
+    return [list(x) for x in tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+
+def know_context(cond_ctx: list[int], knowledge: list[int], start: int, is_chat: bool) -> list[int]:
+    """Context of the knowledge-conditioned pass: ``[start] ⊕ knowledge ⊕ prompt``.
+
+    The knowledge sits between the document start and the prompt, so cutting the context from the
+    left (``assemble``) removes knowledge first and the prompt only once no knowledge is left. The
+    retrieval stage puts the most relevant item last, so the least relevant goes first. A chat
+    prompt opens with its own template tokens; the knowledge then opens the text.
+    """
+    if is_chat:
+        return list(knowledge) + list(cond_ctx)
+    body = cond_ctx[1:] if cond_ctx[:1] == [start] else list(cond_ctx)
+    return [start] + list(knowledge) + body
 
 
 def _span(tok: Any, text: str, answer: str, max_length: int) -> PassIds:

@@ -34,6 +34,8 @@ class Rendered:
     truncated: bool = False
     response_truncated: bool = False
     error: str | None = None
+    knowledge_tokens: int = 0
+    knowledge_truncated: bool = False
 
 
 @dataclass(frozen=True)

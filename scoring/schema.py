@@ -22,6 +22,14 @@ RESPONSE_TRUNCATED = "response_truncated"  # the response was cut (only where th
 # Columns a staged record carries into the scoring pipeline (RAW stays on disk).
 RECORD_COLUMNS = [ID, POSITION, INSTRUCTION, INPUT, OUTPUT, HISTORY, ERROR]
 
+# Retrieval (RECOST): what the knowledge-conditioned pass puts before the sample's own prompt.
+KNOWLEDGE = "knowledge"              # rendered knowledge block (text); "" when nothing was retrieved
+KB_IDS = "kb_ids"                    # retrieved KB item ids, most relevant first
+KB_SIMS = "kb_sims"                  # their cosine similarities to the query
+KNOWLEDGE_TOKENS = "knowledge_tokens"        # knowledge tokens kept in the know pass
+KNOWLEDGE_TRUNCATED = "knowledge_truncated"  # knowledge was cut to fit the window
+EMB = "emb"                          # query embedding column while in flight (stored apart as float16)
+
 
 def nll_sum_col(pass_name: str) -> str:
     """Column holding the summed response-token NLL (nats) of one pass."""

@@ -4,18 +4,19 @@ from __future__ import annotations
 import numpy as np
 
 
-def kmeans(X: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, gpu: bool | None = None
+def kmeans(X: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, nredo: int = 1, gpu: bool | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
     """``(centroids [k, d], assignment [N])`` with ``faiss.Kmeans`` (GPU when available and allowed).
 
     ``k`` is capped at N. Non-finite rows are assigned to their nearest centroid after zero-filling.
+    ``nredo`` restarts keep the lowest-objective run (random init can merge two true clusters).
     """
     import faiss
 
     X = np.ascontiguousarray(np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0), dtype=np.float32)
     k = max(1, min(int(k), X.shape[0]))
     use_gpu = faiss.get_num_gpus() > 0 if gpu is None else gpu
-    km = faiss.Kmeans(X.shape[1], k, niter=niter, seed=seed, gpu=use_gpu, verbose=False,
+    km = faiss.Kmeans(X.shape[1], k, niter=niter, nredo=nredo, seed=seed, gpu=use_gpu, verbose=False,
                       min_points_per_centroid=1, max_points_per_centroid=1 << 30)
     km.train(X)
     _, assign = km.index.search(X, 1)

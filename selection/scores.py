@@ -38,3 +38,20 @@ def ifd_ppl(cond_sum: np.ndarray, cond_tokens: np.ndarray, uncond_sum: np.ndarra
     """Superfiltering's IFD: conditioned perplexity ÷ unconditioned perplexity."""
     with np.errstate(over="ignore"):
         return np.exp(mean_loss(cond_sum, cond_tokens) - mean_loss(uncond_sum, uncond_tokens))
+
+
+def rpe_diff(cond_sum: np.ndarray, cond_tokens: np.ndarray, know_sum: np.ndarray,
+             know_tokens: np.ndarray) -> np.ndarray:
+    """RECOST relative predictive entropy, difference form: H(A|Q) − H(A|K,Q) (nats per token).
+
+    Positive: the trusted knowledge makes the response more predictable (consistent with it).
+    """
+    return mean_loss(cond_sum, cond_tokens) - mean_loss(know_sum, know_tokens)
+
+
+def rpe_ratio(cond_sum: np.ndarray, cond_tokens: np.ndarray, know_sum: np.ndarray,
+              know_tokens: np.ndarray) -> np.ndarray:
+    """RECOST relative predictive entropy, ratio form: H(A|K,Q) / H(A|Q) (lower = more consistent)."""
+    hq, hk = mean_loss(cond_sum, cond_tokens), mean_loss(know_sum, know_tokens)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(hq > 0, hk / np.where(hq > 0, hq, 1), np.nan)

@@ -2,19 +2,41 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from jobs import settings
+from jobs import recost, settings
 from jobs.settings import ROOT
 from tests.jobs.helpers import compose
 
 GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "experiment")
 
 
+def _validate_recost(cfg):
+    settings.validate_common(cfg)
+    settings.render_config(cfg, recost.PASSES)
+    recost.params(cfg)
+
+
+# combinations refused on purpose (tested in test_recost_bad_values_fail_early)
+REFUSED = {("recost", "method", "cherry")}
+VALIDATE = {"ifd": settings.validate, "recost": _validate_recost, "kb_build": settings.validate_backend}
+
+
+def _jobs_using(group: str, option: str) -> list[str]:
+    """Top-level configs whose defaults list has ``group`` (a selection option belongs to its job)."""
+    jobs = [j for j in VALIDATE
+            if any(isinstance(d, dict) and group in d for d in yaml.safe_load((ROOT / "conf" / f"{j}.yaml").read_text())["defaults"])]
+    return [j for j in jobs if (group != "selection" or j == option) and (j, group, option) not in REFUSED]
+
+
 @pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS
                                           for p in sorted((ROOT / "conf" / g).glob("*.yaml"))])
 def test_every_group_option_composes(group, option):
-    cfg = compose("ifd", [f"{group}={option}"])
-    settings.validate(cfg)
+    jobs = _jobs_using(group, option)
+    assert jobs, f"conf/{group}/{option}.yaml is used by no job"
+    for job in jobs:
+        cfg = compose(job, [f"{group}={option}"])
+        VALIDATE[job](cfg)
 
 
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
@@ -57,3 +79,25 @@ def test_bundled_data_path_resolves_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     p = settings.resolve_data_path(compose("ifd", []).data.path)
     assert p.exists() and p.name == "alpaca_sample.jsonl"
+
+
+def test_recost_readme_keys_exist():
+    kb = compose("kb_build", ["kb.path=trusted.jsonl", "kb.output=kb/", "kb.index_type=ivf", "encoder.pooling=last"])
+    settings.validate_backend(kb)
+    assert kb.kb.path == "trusted.jsonl" and kb.kb.output == "kb/"
+    cfg = compose("recost", ["data.path=pool.jsonl", "kb.index=kb/", "selection.budget=0.01", "output_dir=out/",
+                             "kb.k=3", "selection.weight=0.7", "selection.window=8", "selection.rpe=ratio",
+                             "selection.fusion=rrf", "selection.tau=0.9", "selection.clusters=20",
+                             "kb.style=plain", "kb.exclude_sim=0.999"])
+    _validate_recost(cfg)
+    assert cfg.kb.index == "kb/" and cfg.selection.budget == 0.01 and cfg.model.max_length == 1024
+    assert recost.params(cfg).n_clusters == 20
+
+
+@pytest.mark.parametrize("override,match", [
+    ("selection.rpe=log", "selection.rpe"), ("selection.weight=2", "selection.weight"),
+    ("selection.fusion=borda", "selection.fusion"), ("method.variant=cherry", "cherry"),
+])
+def test_recost_bad_values_fail_early(override, match):
+    with pytest.raises(ValueError, match=match):
+        _validate_recost(compose("recost", [override]))

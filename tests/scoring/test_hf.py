@@ -99,3 +99,14 @@ def test_clean_mode_matches_naive_loop(tiny_model):
         for p in ("cond", "uncond"):
             want = naive_pass(model, rendered.passes[p].ids, rendered.passes[p].n_ctx)
             assert cols[f"{p}_nll_sum"][i] == pytest.approx(want, rel=1e-5)
+
+
+def test_know_pass_with_empty_knowledge_scores_like_cond(tiny_model):
+    tok, model = tiny_model
+    rows = [{**r, schema.KNOWLEDGE: k} for r, k in zip(ROWS, ["", "Reference: Paris.\n\n"] * len(ROWS))]
+    cols = score_rows(rows, RenderConfig(passes=("cond", "uncond", "know")), tok, scorer(model, tok))
+    empty = np.array([i % 2 == 0 for i in range(len(rows))])
+    assert np.array_equal(cols["know_tokens"], cols["cond_tokens"])
+    assert np.allclose(cols["know_nll_sum"][empty], cols["cond_nll_sum"][empty], rtol=1e-5)
+    assert not np.allclose(cols["know_nll_sum"][~empty], cols["cond_nll_sum"][~empty], rtol=1e-5)
+    assert (cols["knowledge_tokens"][empty] == 0).all() and (cols["knowledge_tokens"][~empty] > 0).all()

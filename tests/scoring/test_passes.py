@@ -81,3 +81,52 @@ def test_cherry_mode_uses_joint_tokenisation_and_header(tiny_model):
 def test_unknown_template_is_a_clear_error():
     with pytest.raises(ValueError, match="choose one of"):
         RenderConfig(template="llama9").validate()
+
+
+KNOW = ("cond", "uncond", "know")
+
+
+def krow(instruction, output, knowledge, input_=""):
+    return {**row(instruction, output, input_), schema.KNOWLEDGE: knowledge}
+
+
+@pytest.mark.parametrize("template", ["alpaca", "vicuna", "none"])
+def test_know_pass_scores_identical_response_tokens(tiny_model, template):
+    tok, _ = tiny_model
+    rows = [krow(r[schema.INSTRUCTION], r[schema.OUTPUT], "Reference: Paris is in France.\n\n") for r in TRICKY]
+    for r, out in zip(rows, render_rows(rows, RenderConfig(template=template, passes=KNOW), tok)):
+        want = tok(r[schema.OUTPUT], add_special_tokens=False)["input_ids"]
+        c, k = out.passes["cond"], out.passes["know"]
+        assert k.ids[k.n_ctx:] == c.ids[c.n_ctx:] == out.passes["uncond"].ids[1:] == want
+        # know context = start ⊕ knowledge ⊕ the cond context after its start token
+        know_ids = tok("Reference: Paris is in France.\n\n", add_special_tokens=False)["input_ids"]
+        assert k.ids[: k.n_ctx] == c.ids[:1] + know_ids + c.ids[1: c.n_ctx]
+        assert out.knowledge_tokens == len(know_ids) and not out.knowledge_truncated
+
+
+def test_knowledge_is_cut_first_and_the_response_never(tiny_model):
+    tok, _ = tiny_model
+    knowledge = "Reference: " + "the quick brown fox jumps over the lazy dog. " * 40
+    r = krow("What is the capital of France?", "The capital of France is Paris.", knowledge)
+    out = render_rows([r], RenderConfig(passes=KNOW, limits=Limits(max_length=96)), tok)[0]
+    c, k = out.passes["cond"], out.passes["know"]
+    assert not out.truncated and not out.response_truncated        # prompt and response intact
+    assert len(k.ids) == 96 and k.ids[0] == tok.bos_token_id
+    assert k.ids[k.n_ctx - (c.n_ctx - 1):] == c.ids[1:]                # whole prompt + response kept
+    assert out.knowledge_truncated and out.knowledge_tokens == 96 - len(c.ids)
+    # the kept knowledge is its tail: the end of the block, next to the prompt
+    kept = k.ids[1: 1 + out.knowledge_tokens]
+    assert kept == tok(knowledge, add_special_tokens=False)["input_ids"][-out.knowledge_tokens:]
+
+
+def test_no_knowledge_means_know_equals_cond(tiny_model):
+    tok, _ = tiny_model
+    out = render_rows([krow("Say hi", "Hello", "")], RenderConfig(passes=KNOW), tok)[0]
+    assert out.passes["know"] == out.passes["cond"] and out.knowledge_tokens == 0
+
+
+def test_know_pass_refused_in_cherry_mode():
+    with pytest.raises(ValueError, match="cherry"):
+        RenderConfig(mode="cherry", uncond_prefix="header", passes=KNOW).validate()
+    with pytest.raises(ValueError, match="passes"):
+        RenderConfig(passes=("uncond", "bogus")).validate()

@@ -1,0 +1,76 @@
+"""Text embeddings from a causal LM: masked mean (or last-token) pooling of the last hidden state.
+
+Every text is encoded as ``[start] ⊕ tok(text, no specials)`` (cut to ``max_length``). The start
+token only gives the model its usual document opening; it is never pooled, because its hidden state
+is the same for every text and would pull all vectors together. Padding never reaches the pool, so
+an embedding does not depend on the batch it was computed in.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from scoring.batching import BatchPolicy, plan_batches
+
+POOLINGS = ("mean", "last")
+
+
+def pool_hidden(hidden: torch.Tensor, lengths: torch.Tensor, skip: int = 1, pooling: str = "mean"
+                ) -> torch.Tensor:
+    """``hidden [B, L, d]`` → ``[B, d]`` float32 over positions ``skip .. lengths-1`` of each row.
+
+    ``mean``: average of those positions; ``last``: the hidden state at ``lengths - 1``.
+    Rows with no position to pool (``lengths <= skip``) come back as zero vectors.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    h = hidden.float()
+    if pooling == "last":
+        idx = (lengths - 1).clamp(min=0)
+        out = h[torch.arange(h.shape[0], device=h.device), idx]
+        return torch.where((lengths > skip).unsqueeze(1), out, torch.zeros_like(out))
+    pos = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
+    mask = ((pos >= skip) & (pos < lengths.unsqueeze(1))).float().unsqueeze(2)
+    return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class HFEmbedder:
+    """Embeds token-id sequences with the decoder of a causal LM (no LM head)."""
+
+    def __init__(self, model: Any, pad_id: int, policy: BatchPolicy = BatchPolicy(),
+                 pooling: str = "mean") -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        self.model = model
+        self.pad_id = pad_id
+        self.policy = policy
+        self.pooling = pooling
+        self.device = next(model.parameters()).device
+        self.dim = int(model.config.hidden_size)
+
+    @torch.inference_mode()
+    def _forward(self, seqs: Sequence[list[int]]) -> torch.Tensor:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        lengths = torch.tensor([len(s) for s in seqs])
+        attn = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).long()
+        hidden = self.model.get_decoder()(input_ids=ids.to(self.device),
+                                          attention_mask=attn.to(self.device)).last_hidden_state
+        return pool_hidden(hidden, lengths.to(self.device), skip=1, pooling=self.pooling)
+
+    def embed_ids(self, seqs: Sequence[list[int]]) -> np.ndarray:
+        """``[n, hidden]`` float32 embeddings of ``[start] ⊕ content`` sequences (start not pooled)."""
+        out = np.zeros((len(seqs), self.dim), dtype=np.float32)
+        for batch in plan_batches([len(s) for s in seqs], self.policy):
+            out[batch] = self._forward([seqs[i] for i in batch]).cpu().numpy()
+        return out
+
+
+def encode_texts(tok: Any, texts: Sequence[str], start: int, max_length: int) -> list[list[int]]:
+    """``[start] ⊕ tok(text)`` per text, content cut to ``max_length - 1`` tokens (the head is kept)."""
+    ids = tok(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+    return [[start] + list(s[: max(max_length - 1, 0)]) for s in ids]
