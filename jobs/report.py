@@ -29,7 +29,8 @@ def plot_histogram(score: np.ndarray, cut: float | None, threshold: float | None
         ax.axvline(threshold, color="green", ls="-", label=f"lowest selected {threshold:.3f}")
     ax.set_xlabel(name)
     ax.set_ylabel("rows")
-    ax.legend(loc="best", fontsize=8)
+    if cut is not None or threshold is not None:
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -1,0 +1,207 @@
+"""Quality benchmark: does RECOST avoid dirty responses that IFD and random selection pick?
+
+    python -m bench.corruption [--pool 400 --kb 2000 --dirty 0.1 --budget 0.1 --seed 0]
+
+1. Alpaca 52k (../shared/data) is shuffled with the seed and split into a trusted KB part and a
+   disjoint pool part (pool rows whose instruction+input also occurs in the KB are skipped).
+2. About ``--dirty`` of the pool gets a dirty response, four kinds in turn: ``swap`` (the response
+   of an unrelated pool row), ``numbers`` (every number changed), ``facts`` (capitalised names
+   replaced by names from other rows), ``truncate`` (the response cut to its first third).
+3. ``jobs.kb_build`` and ``jobs.recost`` run on it with the real SmolLM2-135M model (one scoring run
+   gives the cond, uncond and know passes, so IFD is computed from the same scores).
+4. At each budget: the fraction of selected rows that are dirty for random selection (expected
+   value), IFD top-k (Cherry: IFD > 1 dropped), RECOST as configured, and two ablations
+   (RPE rank only, IFD rank only, both with the diversity stage). Also: how well each score
+   separates dirty from clean rows (AUROC, 0.5 = chance), overall and per corruption kind.
+
+Writes ``bench/results/corruption.json`` and prints a table. Skips (exit 0) when the data is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ALPACA = ROOT.parent / "shared" / "data" / "alpaca_data.json.gz"
+KINDS = ("swap", "numbers", "facts", "truncate")
+_NUM = re.compile(r"\d+(?:\.\d+)?")
+_NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]{2,}")
+
+
+def alter_numbers(text: str, rng: random.Random) -> str | None:
+    if not _NUM.search(text):
+        return None
+
+    def change(m: re.Match) -> str:
+        s = m.group(0)
+        v = float(s)
+        new = v * rng.choice([2, 3, 0.5, 10]) + rng.choice([1, 3, 7])
+        return str(int(new)) if "." not in s else f"{new:.{len(s.split('.')[1])}f}"
+    return _NUM.sub(change, text)
+
+
+def alter_facts(text: str, names: list[str], rng: random.Random) -> str | None:
+    found = sorted(set(_NAME.findall(text)))[:2]  # at most two names: a subtle factual error
+    if not found:
+        return None
+    swap = {n: rng.choice([m for m in names if m != n]) for n in found}
+    return _NAME.sub(lambda m: swap.get(m.group(0), m.group(0)), text)
+
+
+def truncate(text: str) -> str | None:
+    words = text.split()
+    return " ".join(words[: max(1, len(words) // 3)]) if len(words) >= 12 else None
+
+
+def corrupt(pool: list[dict[str, str]], frac: float, seed: int) -> list[str | None]:
+    """Corrupt ``frac`` of ``pool`` in place; returns the corruption kind per row (None = clean)."""
+    rng = random.Random(seed)
+    names = sorted({n for r in pool for n in _NAME.findall(r["output"])})
+    n_dirty = int(round(frac * len(pool)))
+    order = list(range(len(pool)))
+    rng.shuffle(order)
+    kinds: list[str | None] = [None] * len(pool)
+    want = [KINDS[i % len(KINDS)] for i in range(n_dirty)]
+    candidates = iter(order)
+    originals = [r["output"] for r in pool]
+    for kind in want:
+        for i in candidates:
+            if kind == "swap":
+                j = rng.choice([j for j in range(len(pool)) if j != i])
+                new = originals[j]
+            elif kind == "numbers":
+                new = alter_numbers(originals[i], rng)
+            elif kind == "facts":
+                new = alter_facts(originals[i], names, rng)
+            else:
+                new = truncate(originals[i])
+            if new is not None and new != originals[i]:
+                pool[i]["output"], kinds[i] = new, kind
+                break
+    return kinds
+
+
+def split(n_pool: int, n_kb: int, seed: int) -> tuple[list[dict], list[dict]]:
+    with gzip.open(ALPACA, "rt") as f:
+        data = json.load(f)
+    rng = random.Random(seed)
+    rng.shuffle(data)
+    kb = data[:n_kb]
+    seen = {(r["instruction"], r["input"]) for r in kb}
+    pool = [dict(r) for r in data[n_kb:] if (r["instruction"], r["input"]) not in seen and r["output"].strip()]
+    return kb, pool[:n_pool]
+
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
+    """P(score of a random positive row > score of a random negative row), ties count half."""
+    ok = np.isfinite(score)
+    pos, neg = score[ok & positive], score[ok & ~positive]
+    if not len(pos) or not len(neg):
+        return None
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+def evaluate(scores: Any, emb: np.ndarray, dirty_kind: list[str | None], budgets: list[float], seed: int,
+             base: Any) -> dict[str, Any]:
+    from dataclasses import replace
+
+    from selection.budget import resolve_budget
+    from selection.recost import recost_select
+    from selection.topk import select_top
+
+    n = len(dirty_kind)
+    dirty = np.array([k is not None for k in dirty_kind])
+    err = scores["error"].notna().to_numpy()
+    ifd = scores["ifd_loss"].to_numpy()
+    rpe = scores["rpe_diff"].to_numpy()
+    out: dict[str, Any] = {"budgets": {}}
+    for b in budgets:
+        k = resolve_budget(b, n)
+        methods = {
+            "ifd_topk": select_top(ifd, err, k, 1.0).order,
+            "recost": recost_select(ifd, rpe, err, emb, k, base).order,
+            "recost_rpe_rank_only": recost_select(ifd, rpe, err, emb, k, replace(base, weight=0.0)).order,
+            "recost_ifd_rank_only": recost_select(ifd, rpe, err, emb, k, replace(base, weight=1.0)).order,
+        }
+        row: dict[str, Any] = {"k": k, "random_expected": float(dirty.mean())}
+        for name, order in methods.items():
+            row[name] = {"dirty_fraction": float(dirty[order].mean()) if len(order) else None,
+                         "selected": int(len(order)),
+                         "by_kind": {kind: int(sum(dirty_kind[i] == kind for i in order)) for kind in KINDS}}
+        out["budgets"][str(b)] = row
+    out["auroc_dirty"] = {}
+    for name, s in (("ifd_loss (high = picked by IFD)", ifd), ("rpe_diff (high = picked by RPE)", rpe),
+                    ("cond_loss", scores["cond_loss"].to_numpy())):
+        out["auroc_dirty"][name] = {"all": auroc(s, dirty)}
+        for kind in KINDS:
+            mask = np.array([k in (None, kind) for k in dirty_kind])
+            out["auroc_dirty"][name][kind] = auroc(s[mask], dirty[mask])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pool", type=int, default=400)
+    ap.add_argument("--kb", type=int, default=2000)
+    ap.add_argument("--dirty", type=float, default=0.1)
+    ap.add_argument("--budgets", default="0.05,0.1,0.2")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--work", default=str(ROOT / "out" / "bench_corruption"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "corruption.json"))
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.recost (e.g. kb.k=3)")
+    args = ap.parse_args()
+    if not ALPACA.exists():
+        print(f"skipped: {ALPACA} not found")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from jobs import kb_build, recost
+    from jobs.settings import compose
+    from jobs.shards import load_embeddings
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    kb, pool = split(args.pool, args.kb, args.seed)
+    kinds = corrupt(pool, args.dirty, args.seed)
+    (work / "kb.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kb))
+    (work / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
+    (work / "labels.json").write_text(json.dumps(kinds))
+    t0 = time.time()
+    m = kb_build.run(compose("kb_build", [f"kb.path={work / 'kb.jsonl'}", f"kb.output={work / 'kb'}",
+                                          f"model.name={args.model}"]))
+    t_kb = time.time() - t0
+    cfg = compose("recost", [f"data.path={work / 'pool.jsonl'}", f"kb.index={work / 'kb'}", f"model.name={args.model}",
+                             f"output_dir={work / 'out'}", "selection.budget=0.1", *args.overrides])
+    t0 = time.time()
+    res = recost.run(cfg)
+    t_run = time.time() - t0
+    import pandas as pd
+
+    scores = pd.read_parquet(work / "out" / "scores.parquet")
+    n_shards = len(list((work / "out" / "records").glob("part-*.parquet")))
+    emb = load_embeddings(work / "out" / "embeddings", n_shards)
+    result = {
+        "setup": {"pool": len(pool), "kb": len(kb), "dirty": int(sum(k is not None for k in kinds)),
+                  "dirty_by_kind": {k: kinds.count(k) for k in KINDS}, "seed": args.seed, "model": args.model,
+                  "overrides": args.overrides, "kb_build_s": round(t_kb, 1), "recost_s": round(t_run, 1),
+                  "recost_timings_s": res.timings, "kb_rows": m["rows"]},
+        **evaluate(scores, emb.astype(np.float32), kinds, [float(b) for b in args.budgets.split(",")], args.seed,
+                   recost.params(cfg)),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
