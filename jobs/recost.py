@@ -41,7 +41,7 @@ def params(cfg: Any) -> RecostParams:
     p = RecostParams(max_score=s.max_score, max_inclusive=bool(s.max_inclusive), rpe=s.rpe,
                      weight=float(s.weight), fusion=s.fusion, rrf_k=float(s.rrf_k), window=int(s.window),
                      tau=float(s.tau), n_clusters=None if s.clusters == "auto" else int(s.clusters),
-                     seed=int(cfg.seed))
+                     seed=int(cfg.get("seed", 0)))
     p.check()
     return p
 
@@ -131,20 +131,26 @@ def recost_columns(table: pa.Table) -> dict[str, np.ndarray]:
 
 def merge_and_select(sdir: Path, rdir: Path, emb_dir: Path, staged: Staged, budget: float, p: RecostParams
                      ) -> tuple[pa.Table, RecostResult, dict[str, Any]]:
+    """Join the score and retrieval shards (both complete, position-sorted), derive, select."""
     n_shards = len(staged.shards)
     table = outputs.validate_complete(shards.load_all(sdir, n_shards), staged.n_rows)
     retr = outputs.validate_complete(shards.load_all(rdir, n_shards), staged.n_rows)
     table = outputs.with_columns(table, {**outputs.derived(table), **recost_columns(table)})
     for name in (schema.KB_IDS, schema.KB_SIMS):
         table = table.append_column(name, retr.column(name))
-    emb = shards.load_embeddings(emb_dir, n_shards).astype(np.float32)
-    if len(emb) != staged.n_rows:
-        raise RuntimeError(f"{len(emb)} embeddings for {staged.n_rows} rows; refusing to select")
-    k = resolve_budget(budget, staged.n_rows)
+    return select_table(table, shards.load_embeddings(emb_dir, n_shards), budget, p)
+
+
+def select_table(table: pa.Table, emb: np.ndarray, budget: float, p: RecostParams
+                 ) -> tuple[pa.Table, RecostResult, dict[str, Any]]:
+    """The RECOST selection over a complete scores table and its row-aligned embeddings."""
+    if len(emb) != table.num_rows:
+        raise RuntimeError(f"{len(emb)} embeddings for {table.num_rows} rows; refusing to select")
+    k = resolve_budget(budget, table.num_rows)
     errored = np.array([e is not None for e in table.column(schema.ERROR).to_pylist()], dtype=bool)
     ifd = table.column("ifd_loss").to_numpy(zero_copy_only=False)
     rpe = table.column(f"rpe_{p.rpe}").to_numpy(zero_copy_only=False)
-    result = recost_select(ifd, rpe, errored, emb, k, p)
+    result = recost_select(ifd, rpe, errored, emb.astype(np.float32), k, p)
     table = outputs.with_columns(table, {"outcome": result.outcome, "fused_rank": result.fused_rank,
                                          "cluster": result.cluster})
     n_know = np.array([len(x) for x in table.column(schema.KB_IDS).to_pylist()])
@@ -158,6 +164,26 @@ def merge_and_select(sdir: Path, rdir: Path, emb_dir: Path, staged: Staged, budg
     if len(result.order) < k:
         log.warning("only %d rows passed the filters for a budget of %d", len(result.order), k)
     return table, result, info
+
+
+def reselect(cfg: Any, scores: pa.Table, prev: dict[str, Any], out: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """``jobs.select`` on a RECOST run: new fusion / diversity / budget knobs, no rescoring.
+    Returns (selected positions, info); writes scores.parquet and the report."""
+    if "rpe" not in cfg.selection:
+        raise ValueError("this scores.parquet comes from jobs.recost: add selection=recost to re-select it")
+    p = params(cfg)
+    emb = shards.load_embeddings(Path(prev["embeddings_dir"]), int(prev["shards"]["total"]))
+    table, result, info = select_table(scores, emb, cfg.selection.budget, p)
+    outputs.write_parquet(table, out / outputs.SCORES)
+    write_report(out, table, result, info, {"source": prev.get("input"), "budget": cfg.selection.budget,
+                                            "selection": as_dict(cfg.selection), "outcomes": info["outcomes"]})
+    return result.order, info
+
+
+def as_dict(node: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True)
 
 
 def _mean(x: np.ndarray) -> float | None:

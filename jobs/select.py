@@ -109,6 +109,10 @@ def run(cfg: Any) -> dict[str, Any]:
     out = Path(cfg.output_dir) if cfg.output_dir else run_dir
     out.mkdir(parents=True, exist_ok=True)
     prev = json.loads((run_dir / outputs.MANIFEST).read_text()) if (run_dir / outputs.MANIFEST).exists() else {}
+    if prev.get("job") == "recost":
+        return _reselect_recost(cfg, scores, prev, out)
+    if "rpe" in cfg.selection:
+        raise ValueError("selection=recost needs the scores.parquet of a jobs.recost run")
     variant = prev.get("config", {}).get("method", {}).get("variant", "default")
     sel = selection_settings(cfg, VARIANTS[variant])
     t0 = time.time()
@@ -124,6 +128,20 @@ def run(cfg: Any) -> dict[str, Any]:
     outputs.write_json(manifest, out / outputs.MANIFEST)
     write_ifd_report(out, table, sel, info, summary)
     log.info("selected %d of %d rows -> %s", n, table.num_rows, out / outputs.SELECTED)
+    return summary
+
+
+def _reselect_recost(cfg: Any, scores: Path, prev: dict[str, Any], out: Path) -> dict[str, Any]:
+    from jobs import recost
+
+    t0 = time.time()
+    order, info = recost.reselect(cfg, pq.read_table(scores), prev, out)
+    shards = records_shards(scores.parent)
+    n = outputs.write_selected(shards, order, out / outputs.SELECTED)
+    summary = {"source_scores": str(scores), **info, "written": n, "seconds": round(time.time() - t0, 3)}
+    outputs.write_json({**prev, "records_dir": str(Path(shards[0]).parent.resolve()), "selection": info,
+                        "reselection": summary}, out / outputs.MANIFEST)
+    log.info("selected %d rows -> %s", n, out / outputs.SELECTED)
     return summary
 
 

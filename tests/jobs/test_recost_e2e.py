@@ -135,3 +135,17 @@ def test_encoder_mismatch_is_refused(files, kb_dir, tiny_model_dir, tmp_path):
 def test_missing_kb_is_a_clear_error(files, tiny_model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="kb_build"):
         recost.run(recost_cfg(files, tmp_path / "nokb", tiny_model_dir, tmp_path / "o"))
+
+
+def test_reselect_without_rescoring(run_result, tmp_path):
+    from jobs import select as reselect
+
+    _, out = run_result
+    cfg = compose("select", [f"scores={out / 'scores.parquet'}", "selection=recost", "selection.budget=10",
+                             "selection.weight=1.0", f"output_dir={tmp_path}"])
+    summary = reselect.run(cfg)
+    t = pq.read_table(tmp_path / "scores.parquet").to_pandas()
+    assert summary["selected"] == summary["written"] == 10 == (t.outcome == "selected").sum()
+    assert len((tmp_path / "selected.jsonl").read_bytes().splitlines()) == 10
+    with pytest.raises(ValueError, match="selection=recost"):
+        reselect.run(compose("select", [f"scores={out / 'scores.parquet'}", f"output_dir={tmp_path}"]))
