@@ -133,6 +133,10 @@ def evaluate(scores: Any, emb: np.ndarray, dirty_kind: list[str | None], budgets
             "recost_rpe_rank_only": recost_select(ifd, rpe, err, emb, k, replace(base, weight=0.0)).order,
             "recost_ifd_rank_only": recost_select(ifd, rpe, err, emb, k, replace(base, weight=1.0)).order,
         }
+        for w in (0.25, 0.75):
+            methods[f"recost_weight_{w}"] = recost_select(ifd, rpe, err, emb, k, replace(base, weight=w)).order
+        methods["recost_ratio_form"] = recost_select(ifd, scores["rpe_ratio"].to_numpy(), err, emb, k,
+                                                     replace(base, rpe="ratio")).order
         row: dict[str, Any] = {"k": k, "random_expected": float(dirty.mean())}
         for name, order in methods.items():
             row[name] = {"dirty_fraction": float(dirty[order].mean()) if len(order) else None,
@@ -159,6 +163,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--work", default=str(ROOT / "out" / "bench_corruption"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "corruption.json"))
+    ap.add_argument("--reuse", action="store_true", help="evaluate the scores already in --work (no rescoring)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.recost (e.g. kb.k=3)")
     args = ap.parse_args()
     if not ALPACA.exists():
@@ -171,20 +176,26 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    kb, pool = split(args.pool, args.kb, args.seed)
-    kinds = corrupt(pool, args.dirty, args.seed)
-    (work / "kb.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kb))
-    (work / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
-    (work / "labels.json").write_text(json.dumps(kinds))
-    t0 = time.time()
-    m = kb_build.run(compose("kb_build", [f"kb.path={work / 'kb.jsonl'}", f"kb.output={work / 'kb'}",
-                                          f"model.name={args.model}"]))
-    t_kb = time.time() - t0
     cfg = compose("recost", [f"data.path={work / 'pool.jsonl'}", f"kb.index={work / 'kb'}", f"model.name={args.model}",
                              f"output_dir={work / 'out'}", "selection.budget=0.1", *args.overrides])
-    t0 = time.time()
-    res = recost.run(cfg)
-    t_run = time.time() - t0
+    if args.reuse:
+        kinds = json.loads((work / "labels.json").read_text())
+        prev = json.loads(Path(args.out).read_text())["setup"]
+        kb, pool, t_kb, t_run, m = [None] * prev["kb"], kinds, prev["kb_build_s"], prev["recost_s"], {"rows": prev["kb_rows"]}
+        timings = prev["recost_timings_s"]
+    else:
+        kb, pool = split(args.pool, args.kb, args.seed)
+        kinds = corrupt(pool, args.dirty, args.seed)
+        (work / "kb.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kb))
+        (work / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
+        (work / "labels.json").write_text(json.dumps(kinds))
+        t0 = time.time()
+        m = kb_build.run(compose("kb_build", [f"kb.path={work / 'kb.jsonl'}", f"kb.output={work / 'kb'}",
+                                              f"model.name={args.model}"]))
+        t_kb = time.time() - t0
+        t0 = time.time()
+        timings = recost.run(cfg).timings
+        t_run = time.time() - t0
     import pandas as pd
 
     scores = pd.read_parquet(work / "out" / "scores.parquet")
@@ -194,7 +205,7 @@ def main() -> None:
         "setup": {"pool": len(pool), "kb": len(kb), "dirty": int(sum(k is not None for k in kinds)),
                   "dirty_by_kind": {k: kinds.count(k) for k in KINDS}, "seed": args.seed, "model": args.model,
                   "overrides": args.overrides, "kb_build_s": round(t_kb, 1), "recost_s": round(t_run, 1),
-                  "recost_timings_s": res.timings, "kb_rows": m["rows"]},
+                  "recost_timings_s": timings, "kb_rows": m["rows"]},
         **evaluate(scores, emb.astype(np.float32), kinds, [float(b) for b in args.budgets.split(",")], args.seed,
                    recost.params(cfg)),
     }

@@ -90,6 +90,8 @@ def model_identity(path: Path, name: str) -> dict[str, Any]:
     h = hashlib.sha256((path / "config.json").read_bytes())
     for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         h.update(f"{f.name}:{f.stat().st_size}".encode())
+    if (path / "train_log.json").exists():  # a checkpoint Winnow trained: same sizes, different weights
+        h.update((path / "train_log.json").read_bytes())
     return {"name": name, "path": str(path), "architectures": cfg.get("architectures"),
             "model_type": cfg.get("model_type"), "digest": h.hexdigest()[:16]}
 

@@ -99,6 +99,21 @@ def plot_cluster_mix(pool: np.ndarray, selected: np.ndarray, path: Path, top: in
     plt.close(fig)
 
 
+def plot_rounds(rounds: list[int], sizes: list[int], radius: list[float], path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(rounds, radius, "o-", label="covering radius")
+    ax.set_xlabel("round")
+    ax.set_ylabel("covering radius")
+    ax2 = ax.twinx()
+    ax2.plot(rounds, sizes, "s--", color="orange", label="subset size")
+    ax2.set_ylabel("subset size")
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def write_report(out: Path, title: str, summary: dict[str, Any], images: list[tuple[str, str]]) -> Path:
     """A self-contained HTML page linking the PNGs next to it."""
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(json.dumps(v, default=str, indent=1) if isinstance(v, (dict, list)) else str(v))}</pre></td></tr>"

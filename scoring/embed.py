@@ -74,3 +74,39 @@ def encode_texts(tok: Any, texts: Sequence[str], start: int, max_length: int) ->
     """``[start] ⊕ tok(text)`` per text, content cut to ``max_length - 1`` tokens (the head is kept)."""
     ids = tok(list(texts), add_special_tokens=False)["input_ids"] if texts else []
     return [[start] + list(s[: max(max_length - 1, 0)]) for s in ids]
+
+
+@torch.inference_mode()
+def embed_and_score(model: Any, items: Sequence[Any], pad_id: int, policy: BatchPolicy = BatchPolicy(),
+                    pooling: str = "mean") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One decoder forward per batch gives both the pooled embedding of every item's whole sequence
+    (start token excluded) and the summed NLL of its scored tokens ``ids[n_ctx:]`` (``PassIds``).
+
+    Returns ``(emb [n, hidden] float32, nll_sum [n] float64, n_tokens [n])``. Used for Cherry's
+    instruction embedding + instruction perplexity in one pass, and DiverseEvol's embeddings.
+    """
+    from scoring.nll import scored_mask, segment_sum, token_nll
+
+    device = next(model.parameters()).device
+    emb = np.zeros((len(items), int(model.config.hidden_size)), dtype=np.float32)
+    sums = np.zeros(len(items), dtype=np.float64)
+    counts = np.array([it.n_scored for it in items], dtype=np.int64)
+    for batch in plan_batches([len(it.ids) for it in items], policy):
+        seqs = [items[i] for i in batch]
+        width = max(len(it.ids) for it in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        for r, it in enumerate(seqs):
+            ids[r, : len(it.ids)] = torch.tensor(it.ids, dtype=torch.long)
+        ids = ids.to(device)
+        lengths = torch.tensor([len(it.ids) for it in seqs], device=device)
+        n_ctx = torch.tensor([it.n_ctx for it in seqs], device=device)
+        attn = (torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)).long()
+        hidden = model.get_decoder()(input_ids=ids, attention_mask=attn).last_hidden_state
+        emb[batch] = pool_hidden(hidden, lengths, skip=1, pooling=pooling).cpu().numpy()
+        mask = scored_mask(lengths, n_ctx, width)
+        if mask.any():
+            targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)[mask]
+            rows = torch.arange(len(seqs), device=device).unsqueeze(1).expand_as(ids)[mask]
+            nll = token_nll(hidden[mask], model.get_output_embeddings(), targets)
+            sums[batch] = segment_sum(nll, rows, len(seqs)).cpu().numpy()
+    return emb, sums, counts

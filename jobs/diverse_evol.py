@@ -1,0 +1,193 @@
+"""DiverseEvol: grow a subset round by round with k-center greedy in the model's own embedding space.
+
+    python -m jobs.diverse_evol data.path=pool.jsonl evol.init=100 evol.per_round=100 evol.rounds=10 output_dir=out/
+
+Round r: fine-tune (Ray Train) on the current subset → embed the whole pool with that model (Ray
+Data actors; mean of the last hidden state over prompt + response + EOS) → k-center greedy adds
+``per_round`` rows farthest from the subset. Each completed round writes ``rounds/round-XX/round.json``
+(the subset, the rows added, the covering radius before and after); a rerun resumes after the last.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs import outputs, report, settings, shards
+from jobs.ifd import Result, timed
+from jobs.pipeline import run_stage, shard_item
+from jobs.staging import Staged, inspect_input, stage_input
+from jobs.train import fine_tune, train_params
+from scoring import schema
+from scoring.models import resolve_model
+from selection.coverage import nearest_selected
+from selection.kcenter import kcenter_greedy
+
+log = logging.getLogger(__name__)
+
+ROUND_FILE = "round.json"
+
+
+def round_dir(out: Path, r: int) -> Path:
+    return out / "rounds" / f"round-{r:02d}"
+
+
+def last_round(out: Path) -> int:
+    """Index of the last completed round, -1 when none."""
+    done = [int(p.parent.name.split("-")[1]) for p in (out / "rounds").glob(f"round-*/{ROUND_FILE}")]
+    return max(done) if done else -1
+
+
+def valid_positions(staged: Staged) -> np.ndarray:
+    pos = []
+    for s in staged.shards:
+        t = pq.read_table(s, columns=[schema.POSITION, schema.ERROR])
+        err = t.column(schema.ERROR).to_pylist()
+        pos += [p for p, e in zip(t.column(schema.POSITION).to_pylist(), err) if e is None]
+    return np.array(pos, dtype=np.int64)
+
+
+def initial_subset(valid: np.ndarray, k: int, seed: int) -> list[int]:
+    """Seeded random draw of ``k`` valid positions (sorted, as the reference's random init)."""
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(valid, size=min(k, len(valid)), replace=False).tolist())
+
+
+def subset_rows(staged: Staged, positions: list[int], path: Path) -> Path:
+    want = set(positions)
+    tables = [pq.read_table(s, columns=schema.RECORD_COLUMNS) for s in staged.shards]
+    t = pa.concat_tables(tables)
+    keep = np.array([p in want for p in t.column(schema.POSITION).to_pylist()])
+    outputs.write_parquet(t.filter(pa.array(keep)), path)
+    return path
+
+
+def embed_pool(staged: Staged, model_path: Path, out: Path, cfg: Any, rc_spec: dict[str, Any]) -> np.ndarray:
+    """``[n_rows, hidden]`` float32 embeddings of every row (zeros for rows with an error)."""
+    from jobs.embed import RowEmbedActor
+
+    spec = {**settings.actor_spec(cfg, model_path, settings.render_config(cfg)), "render": rc_spec,
+            "what": "full", "pooling": cfg.evol.pooling}
+    d = out / "shards"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    run_stage(d, staged.bounds, [shard_item(s) for s in staged.shards], RowEmbedActor, spec, cfg, "embedded",
+              out / "embeddings")
+    E = shards.load_embeddings(out / "embeddings", len(staged.shards)).astype(np.float32)
+    shutil.rmtree(d, ignore_errors=True)
+    return E
+
+
+def covering_radius(E: np.ndarray, valid: np.ndarray, subset: list[int]) -> float:
+    return float(nearest_selected(E[valid], np.searchsorted(valid, subset)).max())
+
+
+def run_round(r: int, subset: list[int], staged: Staged, valid: np.ndarray, base: Path, out: Path, cfg: Any,
+              rc_spec: dict[str, Any]) -> dict[str, Any]:
+    """Train on ``subset``, embed, add ``per_round`` rows; returns the round record (also written)."""
+    d = round_dir(out, r)
+    d.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    with timed(timings, "train"):
+        start = base if not cfg.evol.warm_start or r == 0 else round_dir(out, r - 1) / "model"
+        tlog = fine_tune(subset_rows(staged, subset, d / "train_rows.parquet"), start, d / "model",
+                         train_params(cfg, int(cfg.evol.epochs)), rc_spec, cfg)
+    with timed(timings, "embed"):
+        E = embed_pool(staged, d / "model", d, cfg, rc_spec)
+    with timed(timings, "kcenter"):
+        before = covering_radius(E, valid, subset)
+        res = kcenter_greedy(E[valid], int(cfg.evol.per_round), initial=np.searchsorted(valid, subset), seed=int(cfg.seed))
+        added = valid[res.order].tolist()
+        after = float(res.radius[-1]) if len(res.radius) else before
+    rec = {"round": r, "subset": subset + added, "added": added, "radius_before": before, "radius_after": after,
+           "train_loss_first": tlog["losses"][0], "train_loss_last": tlog["losses"][-1],
+           "train_examples": tlog["examples"], "timings_s": timings}
+    outputs.write_json(rec, d / ROUND_FILE)
+    shutil.rmtree(d / "embeddings", ignore_errors=True)
+    return rec
+
+
+def run(cfg: Any) -> Result:
+    from omegaconf import OmegaConf
+
+    settings.validate_common(cfg)
+    rc = settings.render_config(cfg)
+    rc_spec = settings.actor_spec(cfg, Path("."), rc)["render"]
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = settings.resolve_data_path(cfg.data.path)
+    base = resolve_model(cfg.model.name)
+    src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
+    parts = {"input_sha256": src.sha256, "model": outputs.model_identity(base, cfg.model.name),
+             "evol": {k: v for k, v in OmegaConf.to_container(cfg.evol).items() if k != "rounds"},
+             "train": OmegaConf.to_container(cfg.train), "render": rc_spec, "seed": int(cfg.seed)}
+    shards.prepare(out, parts, bool(cfg.resume), "rounds")   # refuses to resume a different run
+    staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg), bool(cfg.data.drop_duplicates),
+                         cfg.data.limit, cfg.data.rows_per_shard, src)
+    valid = valid_positions(staged)
+    done = last_round(out)
+    subset = json.loads((round_dir(out, done) / ROUND_FILE).read_text())["subset"] if done >= 0 \
+        else initial_subset(valid, int(cfg.evol.init), int(cfg.seed))
+    if done >= 0:
+        log.info("resuming after round %d (%d rows selected)", done, len(subset))
+    records = [json.loads((round_dir(out, r) / ROUND_FILE).read_text()) for r in range(done + 1)]
+    for r in range(done + 1, int(cfg.evol.rounds)):
+        rec = run_round(r, subset, staged, valid, base, out, cfg, rc_spec)
+        records.append(rec)
+        subset = rec["subset"]
+        log.info("round %d: +%d rows -> %d, covering radius %.4f -> %.4f", r, len(rec["added"]), len(subset),
+                 rec["radius_before"], rec["radius_after"])
+        prev = round_dir(out, r - 1) / "model"
+        if r > 0 and not cfg.evol.save_checkpoints and prev.exists():
+            shutil.rmtree(prev)  # only the last round's model is kept unless asked
+    return finish(cfg, out, staged, valid, subset, records)
+
+
+def finish(cfg: Any, out: Path, staged: Staged, valid: np.ndarray, subset: list[int],
+           records: list[dict[str, Any]]) -> Result:
+    from omegaconf import OmegaConf
+
+    added_in = np.full(staged.n_rows, -1, dtype=np.int64)
+    first = records[0] if records else {"subset": subset, "added": []}
+    added_in[first["subset"][: len(first["subset"]) - len(first["added"])]] = 0  # the random initial subset
+    for rec in records:
+        added_in[rec["added"]] = rec["round"] + 1
+    errors = []
+    for s in staged.shards:
+        errors += pq.read_table(s, columns=[schema.ERROR]).column(schema.ERROR).to_pylist()
+    outcome = np.where(added_in >= 0, "selected", np.where([e is not None for e in errors], "error", "not_selected"))
+    table = pa.table({schema.POSITION: np.arange(staged.n_rows), schema.ERROR: pa.array(errors, pa.string()),
+                      "added_in_round": added_in, "outcome": outcome})
+    outputs.write_parquet(table, out / outputs.SCORES)
+    n_sel = outputs.write_selected(staged.shards, np.array(subset), out / outputs.SELECTED)
+    counts = {str(k): int(v) for k, v in zip(*np.unique(outcome, return_counts=True))}
+    manifest = {"job": "diverse_evol", "config": OmegaConf.to_container(cfg, resolve=True),
+                "input": {"sha256": staged.sha256, "rows": staged.n_rows, "read_outcomes": dict(staged.errors)},
+                "rounds": [{k: v for k, v in r.items() if k != "subset"} for r in records],
+                "selected": n_sel, "outcomes": counts, "records_dir": str((out / "records").resolve()),
+                "final_model": str((round_dir(out, records[-1]["round"]) / "model").resolve()) if records else None,
+                "versions": outputs.versions()}
+    outputs.write_json(manifest, out / outputs.MANIFEST)
+    if records:
+        report.plot_rounds([r["round"] for r in records], [len(r["subset"]) for r in records],
+                           [r["radius_after"] for r in records], out / "radius.png")
+        report.write_report(out, "Winnow DiverseEvol", {"selected": n_sel, "outcomes": counts,
+                                                        "rounds": manifest["rounds"]},
+                            [("radius.png", "covering radius (round's embedding space) and subset size per round")])
+    return Result(out, staged.n_rows, n_sel, counts, {})
+
+
+def main() -> None:
+    from jobs.cli import hydra_entry
+
+    hydra_entry("diverse_evol", run)
+
+
+if __name__ == "__main__":
+    main()
