@@ -18,7 +18,7 @@ def hydra_entry(config_name: str, run: Callable[[Any], Any]) -> None:
 
     @hydra.main(config_path=str(ROOT / "conf"), config_name=config_name, version_base="1.3")
     def _main(cfg: Any) -> None:
-        for noisy in ("transformers", "ray.data", "filelock"):
+        for noisy in ("transformers", "ray.data", "filelock", "faiss.loader"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             run(cfg)

@@ -105,7 +105,11 @@ def run_round(r: int, subset: list[int], staged: Staged, valid: np.ndarray, base
         res = kcenter_greedy(E[valid], int(cfg.evol.per_round), initial=np.searchsorted(valid, subset), seed=int(cfg.seed))
         added = valid[res.order].tolist()
         after = float(res.radius[-1]) if len(res.radius) else before
+        # the baseline a user wants to beat: a random subset of the same size, same embedding space
+        rand = np.random.default_rng(int(cfg.seed) + 1000 + r).choice(valid, len(subset) + len(added), replace=False)
+        radius_random = covering_radius(E, valid, sorted(rand.tolist()))
     rec = {"round": r, "subset": subset + added, "added": added, "radius_before": before, "radius_after": after,
+           "radius_random_same_size": radius_random,
            "train_loss_first": tlog["losses"][0], "train_loss_last": tlog["losses"][-1],
            "train_examples": tlog["examples"], "timings_s": timings}
     outputs.write_json(rec, d / ROUND_FILE)

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from jobs import recost, settings
+from jobs.train import train_params
 from jobs.settings import ROOT
 from tests.jobs.helpers import compose
 
@@ -19,7 +20,14 @@ def _validate_recost(cfg):
 
 # combinations refused on purpose (tested in test_recost_bad_values_fail_early)
 REFUSED = {("recost", "method", "cherry")}
-VALIDATE = {"ifd": settings.validate, "recost": _validate_recost, "kb_build": settings.validate_backend}
+def _validate_trained(cfg):
+    settings.validate_common(cfg)
+    settings.render_config(cfg)
+    train_params(cfg)
+
+
+VALIDATE = {"ifd": settings.validate, "recost": _validate_recost, "kb_build": settings.validate_backend,
+            "cherry": lambda c: (settings.validate(c), train_params(c)), "diverse_evol": _validate_trained}
 
 
 def _jobs_using(group: str, option: str) -> list[str]:
@@ -101,3 +109,14 @@ def test_recost_readme_keys_exist():
 def test_recost_bad_values_fail_early(override, match):
     with pytest.raises(ValueError, match=match):
         _validate_recost(compose("recost", [override]))
+
+
+def test_model_in_loop_readme_keys_exist():
+    c = compose("cherry", ["data.path=pool.jsonl", "selection.budget=0.05", "output_dir=out/",
+                           "cherry.pre_experienced=/my/checkpoint", "cherry.clusters=50", "train.lr=1e-5"])
+    settings.validate(c)
+    assert train_params(c).epochs == 1 and c.cherry.per_cluster == 10 and list(c.cherry.band) == [25, 75]
+    d = compose("diverse_evol", ["data.path=pool.jsonl", "evol.init=100", "evol.per_round=100", "evol.rounds=10",
+                                 "output_dir=out/", "evol.warm_start=true", "evol.save_checkpoints=true"])
+    _validate_trained(d)
+    assert d.evol.epochs == 3 and train_params(d, d.evol.epochs).epochs == 3 and train_params(d).lr == 2e-5
