@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = ROOT.parent / "shared" / "data" / "alpaca_data.json.gz"
 KINDS = ("swap", "numbers", "facts", "truncate")
+WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 _NUM = re.compile(r"\d+(?:\.\d+)?")
 _NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]{2,}")
 
@@ -129,11 +130,9 @@ def evaluate(scores: Any, emb: np.ndarray, dirty_kind: list[str | None], budgets
         k = resolve_budget(b, n)
         methods = {
             "ifd_topk": select_top(ifd, err, k, 1.0).order,
-            "recost": recost_select(ifd, rpe, err, emb, k, base).order,
-            "recost_rpe_rank_only": recost_select(ifd, rpe, err, emb, k, replace(base, weight=0.0)).order,
-            "recost_ifd_rank_only": recost_select(ifd, rpe, err, emb, k, replace(base, weight=1.0)).order,
+            "recost": recost_select(ifd, rpe, err, emb, k, base).order,   # as configured (defaults)
         }
-        for w in (0.25, 0.75):
+        for w in WEIGHTS:  # weight of the IFD rank: 0 = RPE rank only, 1 = IFD rank only (+ diversity)
             methods[f"recost_weight_{w}"] = recost_select(ifd, rpe, err, emb, k, replace(base, weight=w)).order
         methods["recost_ratio_form"] = recost_select(ifd, scores["rpe_ratio"].to_numpy(), err, emb, k,
                                                      replace(base, rpe="ratio")).order

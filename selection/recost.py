@@ -26,7 +26,7 @@ class RecostParams:
     max_score: float | None = 1.0      # IFD above this is dropped first (Cherry)
     max_inclusive: bool = True
     rpe: str = "diff"                  # diff: H(A|Q) − H(A|K,Q), higher better; ratio: lower better
-    weight: float = 0.5                # weight of the IFD rank; the RPE rank gets 1 − weight
+    weight: float = 0.1                # weight of the IFD rank; the RPE rank gets 1 − weight (see conf)
     fusion: str = "weighted"           # weighted | rrf
     rrf_k: float = 60.0
     window: int = 4

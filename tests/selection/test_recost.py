@@ -57,7 +57,8 @@ def test_fusion_rewards_rows_good_on_both():
     emb, _, _ = _pool(n=6)
     ifd = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])   # IFD ranks 0..5
     rpe = np.array([-1.0, 0.9, 0.8, 0.1, 0.0, 1.0])   # RPE ranks 5,1,2,3,4,0
-    r = recost_select(ifd, rpe, np.zeros(6, dtype=bool), emb, 2, RecostParams(window=1, tau=1.01, n_clusters=1))
+    p = RecostParams(weight=0.5, window=1, tau=1.01, n_clusters=1)
+    r = recost_select(ifd, rpe, np.zeros(6, dtype=bool), emb, 2, p)
     assert r.order.tolist() == [1, 2]                 # fused 1.0 and 2.0 beat row 0's 2.5
 
 
