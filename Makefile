@@ -30,6 +30,8 @@ test-fast: install
 bench: install
 	$(PY) -m bench.throughput
 	$(PY) -m bench.selection
+	$(PY) -m bench.corruption
+	$(PY) -m bench.model_in_loop
 
 clean:
 	rm -rf out outputs multirun .pytest_cache

@@ -85,27 +85,14 @@ def run(cfg: Any) -> Result:
     identity = outputs.model_identity(model_path, cfg.model.name)
     with timed(timings, "read"):
         src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
-        rparts = {**{k: v for k, v in run_parts(cfg, src, identity, spec).items() if k not in ("render", "head_only")},
-                  "kb": {"source": kbm["source"], "rows": kbm["rows"], "index": kbm["index"]},
-                  "encoder": enc["identity"], "retrieval": {k: v for k, v in rspec.items() if k not in ("encoder", "kb_path", "threads")}}
+        rparts = retrieval_parts(run_parts(cfg, src, identity, spec), kbm, enc, rspec)
         rdir = shards.prepare(out, rparts, bool(cfg.resume), RETRIEVAL_DIR)
         sdir = shards.prepare(out, {**run_parts(cfg, src, identity, spec), "retrieval": shards.run_key(rparts)},
                               bool(cfg.resume))
         staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg), bool(cfg.data.drop_duplicates),
                              cfg.data.limit, cfg.data.rows_per_shard, src)
     emb_dir = out / EMBEDDINGS_DIR
-    if not shards.done_shards(rdir):
-        shutil.rmtree(emb_dir, ignore_errors=True)
-    from jobs.actor import ScoringActor
-    from jobs.retrieve import RetrievalActor
-
-    with timed(timings, "retrieve"):
-        r_reused, _ = run_stage(rdir, staged.bounds, [shard_item(s) for s in staged.shards], RetrievalActor,
-                                rspec, cfg, "retrieved", emb_dir)
-    with timed(timings, "score"):
-        items = [shard_item(s, extra=str(rdir / f"part-{k:05d}.parquet"), extra_columns=[schema.KNOWLEDGE])
-                 for k, s in enumerate(staged.shards)]
-        s_reused, _ = run_stage(sdir, staged.bounds, items, ScoringActor, spec, cfg, "scored")
+    r_reused, s_reused = run_stages(cfg, staged, rdir, sdir, emb_dir, spec, rspec, timings)
     with timed(timings, "select"):
         table, result, info = merge_and_select(sdir, rdir, emb_dir, staged, cfg.selection.budget, p)
         outputs.write_parquet(table, out / outputs.SCORES)
@@ -120,6 +107,33 @@ def run(cfg: Any) -> Result:
         "selection": manifest["selection_params"], "timings_s": timings})
     log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / outputs.SELECTED)
     return Result(out, staged.n_rows, n_sel, info["outcomes"], timings)
+
+
+def retrieval_parts(scoring_parts: dict[str, Any], kbm: dict[str, Any], enc: dict[str, Any],
+                    rspec: dict[str, Any]) -> dict[str, Any]:
+    """What the retrieval shards depend on: the input, the KB, the encoder and the retrieval knobs
+    (not the scorer's rendering, which only the scoring stage uses)."""
+    return {**{k: v for k, v in scoring_parts.items() if k not in ("render", "head_only")},
+            "kb": {"source": kbm["source"], "rows": kbm["rows"], "index": kbm["index"]}, "encoder": enc["identity"],
+            "retrieval": {k: v for k, v in rspec.items() if k not in ("encoder", "kb_path", "threads")}}
+
+
+def run_stages(cfg: Any, staged: Staged, rdir: Path, sdir: Path, emb_dir: Path, spec: dict[str, Any],
+               rspec: dict[str, Any], timings: dict[str, float]) -> tuple[int, int]:
+    """Retrieval then scoring, each over the shards it has not finished; returns the shards reused."""
+    from jobs.actor import ScoringActor
+    from jobs.retrieve import RetrievalActor
+
+    if not shards.done_shards(rdir):
+        shutil.rmtree(emb_dir, ignore_errors=True)  # no stale embeddings from an earlier retrieval
+    with timed(timings, "retrieve"):
+        r_reused, _ = run_stage(rdir, staged.bounds, [shard_item(s) for s in staged.shards], RetrievalActor,
+                                rspec, cfg, "retrieved", emb_dir)
+    with timed(timings, "score"):
+        items = [shard_item(s, extra=str(rdir / f"part-{k:05d}.parquet"), extra_columns=[schema.KNOWLEDGE])
+                 for k, s in enumerate(staged.shards)]
+        s_reused, _ = run_stage(sdir, staged.bounds, items, ScoringActor, spec, cfg, "scored")
+    return r_reused, s_reused
 
 
 def recost_columns(table: pa.Table) -> dict[str, np.ndarray]:
