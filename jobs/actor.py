@@ -30,40 +30,46 @@ def render_config(spec: dict[str, Any]) -> RenderConfig:
     return RenderConfig(**r)
 
 
-def build_backend(spec: dict[str, Any]) -> tuple[Any, Any]:
-    """(tokenizer, backend) for a spec; the HF backend is the only one shipped in this module."""
+def setup_actor(spec: dict[str, Any]) -> None:
+    """Per-actor process settings, shared by every actor adapter: no tokenizer fork warnings, and
+    ``spec["threads"]`` torch threads (the CPUs Ray gave the actor)."""
     import torch
 
-    from scoring.hf import HFScorer
-    from scoring.models import load_model
-    from scoring.passes import start_token
-
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
+
+
+def batch_rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """A numpy batch as row dicts of the record columns (plus ``knowledge`` when present)."""
+    keys = [k for k in (*schema.RECORD_COLUMNS, schema.KNOWLEDGE) if k in batch]
+    return [{k: batch[k][i] for k in keys} for i in range(len(batch[schema.ID]))]
+
+
+def build_backend(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """(tokenizer, backend) for a spec; the HF backend is the only one shipped in this module."""
+    from scoring.hf import HFScorer
+    from scoring.models import load_model
+    from scoring.passes import pad_token
+
     device = spec.get("device", "cpu")
     tok, model = load_model(spec["model_path"], device=device, dtype=spec.get("dtype", "auto"),
                             trust_remote_code=spec.get("trust_remote_code", False))
-    pad = tok.pad_token_id if tok.pad_token_id is not None else start_token(tok)
     policy = BatchPolicy(**spec.get("policy", {}))
-    return tok, HFScorer(model, pad, policy, head_only=spec.get("head_only", True))
+    return tok, HFScorer(model, pad_token(tok), policy, head_only=spec.get("head_only", True))
 
 
 class ScoringActor:
     """``map_batches`` UDF: record columns in, per-pass sums/counts + bookkeeping columns out."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        setup_actor(spec)
         self.render = render_config(spec)
         self.render.validate()
         self.tok, self.backend = build_backend(spec)
 
-    def _rows(self, batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-        n = len(batch[schema.ID])
-        keys = [k for k in (*schema.RECORD_COLUMNS, schema.KNOWLEDGE) if k in batch]
-        return [{k: batch[k][i] for k in keys} for i in range(n)]
-
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = self._rows(batch)
+        rows = batch_rows(batch)
         try:
             cols = score_rows(rows, self.render, self.tok, self.backend)
         except Exception as e:  # noqa: BLE001 - isolate the failing row(s), see module docstring

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from jobs import ifd, outputs, settings, shards
 from jobs.diverse_evol import subset_rows
 from jobs.ifd import Result, timed
-from jobs.pipeline import run_stage, shard_item
+from jobs.embed import embed_rows
 from jobs.staging import inspect_input, stage_input
 from jobs.train import fine_tune, train_params
 from scoring.models import resolve_model
@@ -42,18 +42,10 @@ STAGES = "stages"
 def embed_instructions(staged: Any, base: Path, out: Path, cfg: Any, rc_spec: dict[str, Any]
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(embeddings [n, d], instruction perplexity [n], valid mask [n]) for every staged row."""
-    from jobs.embed import RowEmbedActor
-
-    spec = {**settings.actor_spec(cfg, base, settings.render_config(cfg)), "render": rc_spec,
-            "what": "instruction", "pooling": cfg.cherry.pooling}
-    d = out / "embed"
-    d.mkdir(parents=True, exist_ok=True)
-    run_stage(d, staged.bounds, [shard_item(s) for s in staged.shards], RowEmbedActor, spec, cfg, "embedded",
-              out / "embeddings")
-    t = outputs.validate_complete(shards.load_all(d, len(staged.shards)), staged.n_rows)
-    E = shards.load_embeddings(out / "embeddings", len(staged.shards)).astype(np.float32)
+    t, E = embed_rows(staged, base, out / "embed", out / "embeddings", cfg, rc_spec, "instruction",
+                      cfg.cherry.pooling)
     ppl = perplexity(t.column("instr_nll_sum").to_numpy(zero_copy_only=False), t.column("instr_tokens").to_numpy())
-    valid = np.array([e is None for e in t.column("error").to_pylist()]) & np.isfinite(ppl)
+    valid = ~outputs.errored(t) & np.isfinite(ppl)
     return E, ppl, valid
 
 
@@ -74,13 +66,12 @@ def run(cfg: Any) -> Result:
     from omegaconf import OmegaConf, open_dict
 
     settings.validate(cfg)
-    out = Path(cfg.output_dir)
+    out, data_path = settings.open_run(cfg)
     st = out / STAGES
     st.mkdir(parents=True, exist_ok=True)
     rc_spec = settings.actor_spec(cfg, Path("."), settings.render_config(cfg))["render"]
     base = resolve_model(cfg.model.name)
     timings: dict[str, float] = {}
-    data_path = settings.resolve_data_path(cfg.data.path)
     src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
     parts = {"input_sha256": src.sha256, "model": outputs.model_identity(base, cfg.model.name),
              "cherry": OmegaConf.to_container(cfg.cherry), "train": OmegaConf.to_container(cfg.train),
@@ -105,8 +96,8 @@ def run(cfg: Any) -> Result:
                 E, ppl, valid = embed_instructions(staged, base, st, cfg, rc_spec)
             with timed(timings, "cluster_picks"):
                 picks, per_row = pick(E, ppl, valid, cfg)
-            shards.save_npy(per_row, st / "clusters.npy")
-            shards.save_npy(ppl, st / "instruction_ppl.npy")
+            outputs.save_npy(per_row, st / "clusters.npy")
+            outputs.save_npy(ppl, st / "instruction_ppl.npy")
             outputs.write_json(picks, picks_file)
         model = st / "pre_experienced"
         with timed(timings, "train"):

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs import outputs, report, settings, shards
 from jobs.ifd import Result, timed
-from jobs.pipeline import run_stage, shard_item
+from jobs.embed import embed_rows
 from jobs.staging import Staged, inspect_input, stage_input
 from jobs.train import fine_tune, train_params
 from scoring import schema
@@ -44,13 +45,15 @@ def last_round(out: Path) -> int:
     return max(done) if done else -1
 
 
-def valid_positions(staged: Staged) -> np.ndarray:
-    pos = []
-    for s in staged.shards:
-        t = pq.read_table(s, columns=[schema.POSITION, schema.ERROR])
-        err = t.column(schema.ERROR).to_pylist()
-        pos += [p for p, e in zip(t.column(schema.POSITION).to_pylist(), err) if e is None]
-    return np.array(pos, dtype=np.int64)
+def record_errors(staged: Staged) -> pa.ChunkedArray:
+    """The staged rows' error reasons, in position order (null = valid row)."""
+    return pa.concat_tables([pq.read_table(s, columns=[schema.ERROR]) for s in staged.shards]).column(schema.ERROR)
+
+
+def valid_positions(staged: Staged, errors: pa.ChunkedArray | None = None) -> np.ndarray:
+    """Positions of the rows without an error reason (staged positions are 0..n-1 in order)."""
+    errors = record_errors(staged) if errors is None else errors
+    return np.flatnonzero(errors.is_null().to_numpy(zero_copy_only=False)).astype(np.int64)
 
 
 def initial_subset(valid: np.ndarray, k: int, seed: int) -> list[int]:
@@ -60,26 +63,22 @@ def initial_subset(valid: np.ndarray, k: int, seed: int) -> list[int]:
 
 
 def subset_rows(staged: Staged, positions: list[int], path: Path) -> Path:
-    want = set(positions)
-    tables = [pq.read_table(s, columns=schema.RECORD_COLUMNS) for s in staged.shards]
-    t = pa.concat_tables(tables)
-    keep = np.array([p in want for p in t.column(schema.POSITION).to_pylist()])
-    outputs.write_parquet(t.filter(pa.array(keep)), path)
+    """Write the records at ``positions`` (the training rows) to ``path``, filtering shard by shard."""
+    want = pa.array(sorted(positions), pa.int64())
+    parts = []
+    for s in staged.shards:
+        t = pq.read_table(s, columns=schema.RECORD_COLUMNS)
+        parts.append(t.filter(pc.is_in(t.column(schema.POSITION), value_set=want)))
+    outputs.write_parquet(pa.concat_tables(parts), path)
     return path
 
 
 def embed_pool(staged: Staged, model_path: Path, out: Path, cfg: Any, rc_spec: dict[str, Any]) -> np.ndarray:
-    """``[n_rows, hidden]`` float32 embeddings of every row (zeros for rows with an error)."""
-    from jobs.embed import RowEmbedActor
-
-    spec = {**settings.actor_spec(cfg, model_path, settings.render_config(cfg)), "render": rc_spec,
-            "what": "full", "pooling": cfg.evol.pooling}
+    """``[n_rows, hidden]`` float32 embeddings of every row (zeros for rows with an error), computed
+    afresh with ``model_path`` (the shard files are scratch: removed before and after)."""
     d = out / "shards"
     shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
-    run_stage(d, staged.bounds, [shard_item(s) for s in staged.shards], RowEmbedActor, spec, cfg, "embedded",
-              out / "embeddings")
-    E = shards.load_embeddings(out / "embeddings", len(staged.shards)).astype(np.float32)
+    _, E = embed_rows(staged, model_path, d, out / "embeddings", cfg, rc_spec, "full", cfg.evol.pooling)
     shutil.rmtree(d, ignore_errors=True)
     return E
 
@@ -123,9 +122,7 @@ def run(cfg: Any) -> Result:
     settings.validate_common(cfg)
     rc = settings.render_config(cfg)
     rc_spec = settings.actor_spec(cfg, Path("."), rc)["render"]
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data_path = settings.resolve_data_path(cfg.data.path)
+    out, data_path = settings.open_run(cfg)
     base = resolve_model(cfg.model.name)
     src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
     parts = {"input_sha256": src.sha256, "model": outputs.model_identity(base, cfg.model.name),
@@ -134,7 +131,8 @@ def run(cfg: Any) -> Result:
     shards.prepare(out, parts, bool(cfg.resume), "rounds")   # refuses to resume a different run
     staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg), bool(cfg.data.drop_duplicates),
                          cfg.data.limit, cfg.data.rows_per_shard, src)
-    valid = valid_positions(staged)
+    errors = record_errors(staged)
+    valid = valid_positions(staged, errors)
     done = last_round(out)
     subset = json.loads((round_dir(out, done) / ROUND_FILE).read_text())["subset"] if done >= 0 \
         else initial_subset(valid, int(cfg.evol.init), int(cfg.seed))
@@ -150,10 +148,10 @@ def run(cfg: Any) -> Result:
         prev = round_dir(out, r - 1) / "model"
         if r > 0 and not cfg.evol.save_checkpoints and prev.exists():
             shutil.rmtree(prev)  # only the last round's model is kept unless asked
-    return finish(cfg, out, staged, valid, subset, records)
+    return finish(cfg, out, staged, errors, subset, records)
 
 
-def finish(cfg: Any, out: Path, staged: Staged, valid: np.ndarray, subset: list[int],
+def finish(cfg: Any, out: Path, staged: Staged, errors: pa.ChunkedArray, subset: list[int],
            records: list[dict[str, Any]]) -> Result:
     from omegaconf import OmegaConf
 
@@ -162,11 +160,9 @@ def finish(cfg: Any, out: Path, staged: Staged, valid: np.ndarray, subset: list[
     added_in[first["subset"][: len(first["subset"]) - len(first["added"])]] = 0  # the random initial subset
     for rec in records:
         added_in[rec["added"]] = rec["round"] + 1
-    errors = []
-    for s in staged.shards:
-        errors += pq.read_table(s, columns=[schema.ERROR]).column(schema.ERROR).to_pylist()
-    outcome = np.where(added_in >= 0, "selected", np.where([e is not None for e in errors], "error", "not_selected"))
-    table = pa.table({schema.POSITION: np.arange(staged.n_rows), schema.ERROR: pa.array(errors, pa.string()),
+    has_error = errors.is_valid().to_numpy(zero_copy_only=False)
+    outcome = np.where(added_in >= 0, "selected", np.where(has_error, "error", "not_selected"))
+    table = pa.table({schema.POSITION: np.arange(staged.n_rows), schema.ERROR: errors.cast(pa.string()),
                       "added_in_round": added_in, "outcome": outcome})
     outputs.write_parquet(table, out / outputs.SCORES)
     n_sel = outputs.write_selected(staged.shards, np.array(subset), out / outputs.SELECTED)

@@ -6,19 +6,19 @@
 """
 from __future__ import annotations
 
-import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from jobs.actor import render_config
+from jobs.actor import batch_rows, render_config, setup_actor
 from jobs.shards import emb_column
 from scoring import schema
 from scoring.batching import BatchPolicy
 from scoring.embed import embed_and_score
-from scoring.passes import render_rows, start_token
+from scoring.passes import pad_token, render_rows
 from scoring.render import PassIds
 
 WHAT = ("full", "instruction")
@@ -38,13 +38,9 @@ class RowEmbedActor:
     """``map_batches`` UDF: record columns in; ``emb`` (+ instruction NLL) and an error reason out."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        import torch
-
         from scoring.models import load_model
 
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        if spec.get("threads"):
-            torch.set_num_threads(int(spec["threads"]))
+        setup_actor(spec)
         if spec["what"] not in WHAT:
             raise ValueError(f"unknown embedding target {spec['what']!r}; choose one of {', '.join(WHAT)}")
         self.spec = spec
@@ -54,12 +50,12 @@ class RowEmbedActor:
             rc = replace(rc, limits=replace(rc.limits, max_length=1 << 30, max_response_tokens=1))
         self.render = replace(rc, passes=("cond",), score_eos=spec["what"] == "full", mode="clean")
         self.tok, self.model = load_model(spec["model_path"], device=spec["device"], dtype=spec.get("dtype", "auto"))
-        self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else start_token(self.tok)
+        self.pad = pad_token(self.tok)
         self.policy = BatchPolicy(**spec.get("policy", {}))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         n = len(batch[schema.ID])
-        rows = [{k: batch[k][i] for k in schema.RECORD_COLUMNS} for i in range(n)]
+        rows = batch_rows(batch)
         rendered = render_rows(rows, self.render, self.tok)
         good = [i for i, r in enumerate(rendered) if not r.error]
         dim = int(self.model.config.hidden_size)
@@ -75,3 +71,20 @@ class RowEmbedActor:
                          "instr_nll_sum": pa.array(sums), "instr_tokens": pa.array(counts),
                          schema.ERROR: pa.array([r.error for r in rendered], pa.string()),
                          schema.EMB: emb_column(E)})
+
+
+def embed_rows(staged: Any, model_path: Path, shard_dir: Path, emb_dir: Path, cfg: Any, rc_spec: dict[str, Any],
+               what: str, pooling: str) -> tuple[pa.Table, np.ndarray]:
+    """Run :class:`RowEmbedActor` over every staged shard (resumable per shard in ``shard_dir``, vectors
+    in ``emb_dir``). Returns the complete position-sorted per-row table and ``[n, hidden]`` float32
+    embeddings (zeros for rows with an error)."""
+    from jobs import outputs, settings, shards
+    from jobs.pipeline import run_stage, shard_item
+
+    spec = {**settings.actor_spec(cfg, model_path, settings.render_config(cfg)), "render": rc_spec,
+            "what": what, "pooling": pooling}
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    run_stage(shard_dir, staged.bounds, [shard_item(s) for s in staged.shards], RowEmbedActor, spec, cfg,
+              "embedded", emb_dir)
+    table = outputs.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
+    return table, shards.load_embeddings(emb_dir, len(staged.shards)).astype(np.float32)

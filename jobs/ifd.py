@@ -48,9 +48,7 @@ def run(cfg: Any) -> Result:
     settings.validate(cfg)
     rc = settings.render_config(cfg)
     sel = selection_settings(cfg, settings.VARIANTS[cfg.method.variant])
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data_path = settings.resolve_data_path(cfg.data.path)
+    out, data_path = settings.open_run(cfg)
     timings: dict[str, float] = {}
     with timed(timings, "model"):
         model_path = resolve_model(cfg.model.name)

@@ -16,7 +16,7 @@ import pyarrow as pa
 from jobs import outputs, settings
 from jobs.ifd import timed
 from jobs.pipeline import init_ray, shard_item, stream
-from jobs.readers import FORMATS, Fields, detect_format
+from jobs.readers import FORMATS, detect_format
 from jobs.shards import emb_matrix
 from jobs.staging import scan, shard_size
 from retrieval import artifact
@@ -25,12 +25,6 @@ from retrieval.index import build_index, resolve_index_type
 from retrieval.kb import KB_COLUMNS, KB_ID, QUERY, read_kb
 
 log = logging.getLogger(__name__)
-
-
-def kb_fields(cfg: Any) -> Fields:
-    f = cfg.kb.fields
-    return Fields(instruction=f.instruction, input=f.input, output=f.output, conversation=tuple(f.conversation),
-                  role_keys=tuple(f.role_keys), content_keys=tuple(f.content_keys))
 
 
 def run(cfg: Any) -> dict[str, Any]:
@@ -53,7 +47,7 @@ def run(cfg: Any) -> dict[str, Any]:
     with timed(timings, "read"):
         fmt = detect_format(src) if cfg.kb.format == "auto" else cfg.kb.format
         _, digest = scan(src, fmt)
-        kb = read_kb(src, fmt, kb_fields(cfg), cfg.kb.text_field, cfg.kb.limit)
+        kb = read_kb(src, fmt, settings.fields_from(cfg.kb.fields), cfg.kb.text_field, cfg.kb.limit)
     if not kb.rows:
         raise ValueError(f"no usable KB rows in {src} (rejected: {kb.rejected})")
     rows = pa.Table.from_pylist(kb.rows).select(KB_COLUMNS)

@@ -34,6 +34,11 @@ def validate_complete(table: pa.Table, n_rows: int) -> pa.Table:
     return table.take(pa.array(np.argsort(pos, kind="stable")))
 
 
+def errored(table: pa.Table) -> np.ndarray:
+    """Bool per row: the row carries an error reason."""
+    return table.column(schema.ERROR).is_valid().to_numpy(zero_copy_only=False)
+
+
 def derived(table: pa.Table) -> dict[str, np.ndarray]:
     """Mean losses and both IFD forms, computed from the stored sums and counts."""
     c = {k: table.column(k).to_numpy(zero_copy_only=False) for k in
@@ -76,6 +81,14 @@ def write_selected(shards: Iterable[str], positions: np.ndarray, path: Path) -> 
             n += len(keep)
     os.replace(tmp, path)
     return n
+
+
+def save_npy(a: np.ndarray, path: Path) -> None:
+    """Write a ``.npy`` file via a temporary name + rename (like the other writers here)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, a)
+    os.replace(tmp, path)
 
 
 def write_json(obj: Any, path: Path) -> None:

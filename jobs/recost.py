@@ -72,9 +72,7 @@ def run(cfg: Any) -> Result:
         raise ValueError("kb.index is required: a directory built by `python -m jobs.kb_build`")
     kb_dir = settings.resolve_data_path(cfg.kb.index)
     kbm = artifact.read_manifest(kb_dir)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data_path = settings.resolve_data_path(cfg.data.path)
+    out, data_path = settings.open_run(cfg)
     timings: dict[str, float] = {}
     with timed(timings, "model"):
         model_path = resolve_model(cfg.model.name)
@@ -161,7 +159,7 @@ def select_table(table: pa.Table, emb: np.ndarray, budget: float, p: RecostParam
     if len(emb) != table.num_rows:
         raise RuntimeError(f"{len(emb)} embeddings for {table.num_rows} rows; refusing to select")
     k = resolve_budget(budget, table.num_rows)
-    errored = np.array([e is not None for e in table.column(schema.ERROR).to_pylist()], dtype=bool)
+    errored = outputs.errored(table)
     ifd = table.column("ifd_loss").to_numpy(zero_copy_only=False)
     rpe = table.column(f"rpe_{p.rpe}").to_numpy(zero_copy_only=False)
     result = recost_select(ifd, rpe, errored, emb.astype(np.float32), k, p)

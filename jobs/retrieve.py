@@ -5,12 +5,12 @@ Both load their encoder (and the index) once per actor from a plain-dict spec.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from jobs.actor import setup_actor
 from jobs.shards import emb_column
 from retrieval.artifact import KBArtifact
 from retrieval.encoder import build_encoder, finish
@@ -20,19 +20,11 @@ from retrieval.knowledge import knowledge_block
 from scoring import schema
 
 
-def _threads(spec: dict[str, Any]) -> None:
-    import torch
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if spec.get("threads"):
-        torch.set_num_threads(int(spec["threads"]))
-
-
 class EmbedActor:
     """``map_batches`` UDF: KB rows (``kb_id``, ``position``, ``query``) → raw embeddings."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        _threads(spec)
+        setup_actor(spec)
         self.encoder = build_encoder(spec["encoder"])
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
@@ -49,7 +41,7 @@ class RetrievalActor:
     """
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        _threads(spec)
+        setup_actor(spec)
         self.spec = spec
         self.encoder = build_encoder(spec["encoder"])
         self.kb = KBArtifact.load(spec["kb_path"])

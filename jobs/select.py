@@ -49,7 +49,7 @@ def select_ifd(table: pa.Table, sel: IFDSelection) -> tuple[pa.Table, Selection,
     n = table.num_rows
     k = resolve_budget(sel.budget, n)
     score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
-    errored = np.array([e is not None for e in table.column(schema.ERROR).to_pylist()], dtype=bool)
+    errored = outputs.errored(table)
     result = select_top(score, errored, k, sel.max_score, sel.min_score, sel.max_inclusive)
     scored = np.isfinite(score) & ~errored
     above = float(np.mean(score[scored] > sel.max_score)) if sel.max_score is not None and scored.any() else 0.0

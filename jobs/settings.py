@@ -51,8 +51,20 @@ def resolve_data_path(path: str) -> Path:
     return alt if alt.exists() else p
 
 
+def open_run(cfg: Any) -> tuple[Path, Path]:
+    """(output directory, created; input path, resolved) — the start of every pool job."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, resolve_data_path(cfg.data.path)
+
+
 def fields(cfg: Any) -> Fields:
-    f = cfg.data.fields
+    """Field names of the pool's records (``data.fields``)."""
+    return fields_from(cfg.data.fields)
+
+
+def fields_from(f: Any) -> Fields:
+    """Field names from a ``fields`` config node (``data.fields`` or ``kb.fields``)."""
     return Fields(instruction=f.instruction, input=f.input, output=f.output,
                   conversation=tuple(f.conversation), role_keys=tuple(f.role_keys),
                   content_keys=tuple(f.content_keys))
@@ -85,11 +97,17 @@ def device(cfg: Any) -> str:
 AUTO_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
 
 
+def max_batch_tokens(cfg: Any, dev: str) -> int:
+    """Padded tokens per forward: ``backend.max_batch_tokens``, or the device's measured default."""
+    b = cfg.backend.max_batch_tokens
+    return AUTO_BATCH_TOKENS[dev] if b == "auto" else int(b)
+
+
 def actor_spec(cfg: Any, model_path: Path, rc: RenderConfig) -> dict[str, Any]:
     """The plain dict shipped to every scoring actor."""
     b = cfg.backend
     dev = device(cfg)
-    mbt = AUTO_BATCH_TOKENS[dev] if b.max_batch_tokens == "auto" else int(b.max_batch_tokens)
+    mbt = max_batch_tokens(cfg, dev)
     return {
         "model_path": str(model_path), "device": dev, "dtype": cfg.model.dtype,
         "trust_remote_code": bool(cfg.model.trust_remote_code), "threads": int(b.threads_per_actor),
@@ -137,7 +155,6 @@ def encoder_spec(cfg: Any) -> dict[str, Any]:
     from scoring.models import resolve_model
 
     e = cfg.encoder
-    b = cfg.backend
     dev = device(cfg)
     if e.kind == "causal_lm":
         name = e.model or cfg.model.name
@@ -153,9 +170,8 @@ def encoder_spec(cfg: Any) -> dict[str, Any]:
         identity = {"kind": e.kind, "model": {"name": str(e.model), "path": str(path)}, "center": bool(e.center)}
     else:
         raise ValueError(f"unknown encoder.kind {e.kind!r}; choose causal_lm or sentence_transformers")
-    mbt = AUTO_BATCH_TOKENS[dev] if b.max_batch_tokens == "auto" else int(b.max_batch_tokens)
     return {"kind": e.kind, "model_path": str(path), "device": dev, "dtype": cfg.model.dtype,
             "pooling": e.get("pooling", "mean"), "max_length": int(e.get("max_length", 256)),
-            "max_batch_tokens": mbt, "batch_size": int(e.get("batch_size", 64)),
+            "max_batch_tokens": max_batch_tokens(cfg, dev), "batch_size": int(e.get("batch_size", 64)),
             "trust_remote_code": bool(cfg.model.trust_remote_code), "center": bool(e.center),
             "identity": identity}

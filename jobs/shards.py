@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.outputs import write_json, write_parquet
+from jobs.outputs import save_npy, write_json, write_parquet
 from scoring import schema
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,6 @@ def emb_column(E: np.ndarray) -> pa.Array:
     """``[n, d]`` matrix → fixed-size-list column (how embeddings travel between Ray stages)."""
     E = np.ascontiguousarray(E, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(E.reshape(-1)), E.shape[1])
-
-
-def save_npy(a: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, a)
-    tmp.replace(path)
 
 
 def load_embeddings(emb_dir: Path, n_shards: int) -> np.ndarray:

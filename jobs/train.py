@@ -49,7 +49,7 @@ def _loop(config: dict[str, Any]) -> None:
 
     from jobs.actor import render_config
     from scoring.models import load_model
-    from scoring.passes import start_token
+    from scoring.passes import pad_token
     from training.sft import train
 
     ctx = ray.train.get_context()
@@ -60,7 +60,7 @@ def _loop(config: dict[str, Any]) -> None:
     rows = pq.read_table(config["rows"]).to_pylist()
     exs = examples(rows, render_config({"render": config["render"]}), tok)
     model = ray.train.torch.prepare_model(model) if device == "cuda" or world > 1 else model
-    pad = tok.pad_token_id if tok.pad_token_id is not None else start_token(tok)
+    pad = pad_token(tok)
     losses = train(model, exs, pad, TrainParams(**config["params"]), rank, world)
     if rank == 0:
         out = Path(config["out"])

@@ -33,23 +33,19 @@ def save(out: Path, rows: pa.Table, emb: np.ndarray, center: np.ndarray | None, 
     """Write every file under a temporary name first; the manifest goes last (it marks completion)."""
     import faiss
 
+    from jobs.outputs import save_npy, write_json, write_parquet
+
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
-    pq.write_table(rows, out / (ROWS + ".tmp"))
-    os.replace(out / (ROWS + ".tmp"), out / ROWS)
-    with open(out / (EMBEDDINGS + ".tmp"), "wb") as f:
-        np.save(f, emb.astype(np.float16))
-    os.replace(out / (EMBEDDINGS + ".tmp"), out / EMBEDDINGS)
+    write_parquet(rows, out / ROWS)
+    save_npy(emb.astype(np.float16), out / EMBEDDINGS)
     if center is not None:
-        with open(out / (CENTER + ".tmp"), "wb") as f:
-            np.save(f, center.astype(np.float32))
-        os.replace(out / (CENTER + ".tmp"), out / CENTER)
+        save_npy(center.astype(np.float32), out / CENTER)
     else:
         (out / CENTER).unlink(missing_ok=True)
     faiss.write_index(index, str(out / (INDEX + ".tmp")))
     os.replace(out / (INDEX + ".tmp"), out / INDEX)
-    (out / (MANIFEST + ".tmp")).write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(out / (MANIFEST + ".tmp"), out / MANIFEST)
+    write_json(manifest, out / MANIFEST)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

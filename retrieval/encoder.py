@@ -22,11 +22,11 @@ class CausalLMEncoder:
         from scoring.batching import BatchPolicy
         from scoring.embed import HFEmbedder
         from scoring.models import load_model
-        from scoring.passes import start_token
+        from scoring.passes import pad_token, start_token
 
         self.tok, model = load_model(model_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self.start = start_token(self.tok)
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.start
+        pad = pad_token(self.tok)
         self.max_length = max_length
         self.embedder = HFEmbedder(model, pad, BatchPolicy(max_batch_tokens=max_batch_tokens), pooling)
         self.dim = self.embedder.dim

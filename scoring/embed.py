@@ -47,27 +47,14 @@ class HFEmbedder:
         self.pad_id = pad_id
         self.policy = policy
         self.pooling = pooling
-        self.device = next(model.parameters()).device
         self.dim = int(model.config.hidden_size)
-
-    @torch.inference_mode()
-    def _forward(self, seqs: Sequence[list[int]]) -> torch.Tensor:
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-        lengths = torch.tensor([len(s) for s in seqs])
-        attn = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).long()
-        hidden = self.model.get_decoder()(input_ids=ids.to(self.device),
-                                          attention_mask=attn.to(self.device)).last_hidden_state
-        return pool_hidden(hidden, lengths.to(self.device), skip=1, pooling=self.pooling)
 
     def embed_ids(self, seqs: Sequence[list[int]]) -> np.ndarray:
         """``[n, hidden]`` float32 embeddings of ``[start] ⊕ content`` sequences (start not pooled)."""
-        out = np.zeros((len(seqs), self.dim), dtype=np.float32)
-        for batch in plan_batches([len(s) for s in seqs], self.policy):
-            out[batch] = self._forward([seqs[i] for i in batch]).cpu().numpy()
-        return out
+        from scoring.render import PassIds
+
+        items = [PassIds(list(s), len(s)) for s in seqs]  # nothing scored: the head never runs
+        return embed_and_score(self.model, items, self.pad_id, self.policy, self.pooling)[0]
 
 
 def encode_texts(tok: Any, texts: Sequence[str], start: int, max_length: int) -> list[list[int]]:

@@ -64,6 +64,11 @@ def start_token(tok: Any) -> int:
     raise ValueError("tokenizer has neither a BOS nor an EOS token; cannot build the unconditioned pass")
 
 
+def pad_token(tok: Any) -> int:
+    """The id padding uses: the tokenizer's pad token, else the document-start token."""
+    return int(tok.pad_token_id) if tok.pad_token_id is not None else start_token(tok)
+
+
 def _history(row: dict[str, Any]) -> list[dict[str, str]]:
     raw = row.get(schema.HISTORY) or ""
     return json.loads(raw) if raw else []
