@@ -47,16 +47,23 @@ def batch_rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 
 
 def build_backend(spec: dict[str, Any]) -> tuple[Any, Any]:
-    """(tokenizer, backend) for a spec; the HF backend is the only one shipped in this module."""
+    """(tokenizer, backend) for a spec: ``hf`` (transformers) or ``vllm`` (one engine in this actor,
+    on the GPU(s) Ray assigned it)."""
+    from scoring.models import load_model, load_tokenizer
+
+    if spec.get("backend", "hf") == "vllm":
+        from scoring.vllm_backend import VLLMParams, VLLMScorer
+
+        tok = load_tokenizer(spec["model_path"], spec.get("trust_remote_code", False))
+        return tok, VLLMScorer.from_path(spec["model_path"], VLLMParams(**spec["vllm"]))
     from scoring.hf import HFScorer
-    from scoring.models import load_model
     from scoring.passes import pad_token
 
-    device = spec.get("device", "cpu")
-    tok, model = load_model(spec["model_path"], device=device, dtype=spec.get("dtype", "auto"),
+    tok, model = load_model(spec["model_path"], device=spec.get("device", "cpu"), dtype=spec.get("dtype", "auto"),
                             trust_remote_code=spec.get("trust_remote_code", False))
     policy = BatchPolicy(**spec.get("policy", {}))
-    return tok, HFScorer(model, pad_token(tok), policy, head_only=spec.get("head_only", True))
+    return tok, HFScorer(model, pad_token(tok), policy, head_only=spec.get("head_only", True),
+                         compile=bool(spec.get("compile", False)))
 
 
 class ScoringActor:

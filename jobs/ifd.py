@@ -76,7 +76,8 @@ def run(cfg: Any) -> Result:
         "model": identity,
         "shards": {"total": len(staged.shards), "reused": reused, "scored": scored,
                    "rows_per_shard": staged.rows_per_shard},
-        "scoring": {"variant": cfg.method.variant, "render": spec["render"], "device": spec["device"]},
+        "scoring": {"variant": cfg.method.variant, "backend": spec["backend"], "render": spec["render"],
+                    "device": spec["device"]},
         "selection": info, "records_dir": str((out / "records").resolve()),
         "timings_s": timings, "approx_tokens_scored": tokens,
         "rows_per_s": round(staged.n_rows / max(timings["score"], 1e-9), 3),
@@ -108,7 +109,7 @@ def run_parts(cfg: Any, info: InputInfo, identity: dict[str, Any], spec: dict[st
     return {"input_sha256": info.sha256, "data": data, "format": info.format,
             "rows": info.n_rows, "rows_per_shard": info.rows_per_shard, "model": identity,
             "render": spec["render"], "dtype": spec["dtype"], "device": spec["device"],
-            "head_only": spec["head_only"]}
+            "head_only": spec["head_only"], "backend": spec["backend"]}
 
 
 def main() -> None:

@@ -31,12 +31,14 @@ def init_ray(cluster: Any) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
-def pool_size(backend: Any, device: str) -> tuple[int, float, float]:
-    """(actors, CPUs per actor, GPUs per actor) from the backend config and the cluster."""
+def pool_size(backend: Any, device: str, gpus_per_actor: float | None = None) -> tuple[int, float, float]:
+    """(actors, CPUs per actor, GPUs per actor) from the backend config and the cluster;
+    ``gpus_per_actor`` (a spec's ``num_gpus``) overrides ``backend.num_gpus_per_actor``."""
     import ray
 
     res = ray.cluster_resources()
-    gpus = float(backend.num_gpus_per_actor) if device == "cuda" else 0.0
+    per = float(backend.num_gpus_per_actor) if gpus_per_actor is None else float(gpus_per_actor)
+    gpus = per if device == "cuda" else 0.0
     cpus = float(backend.threads_per_actor)
     if backend.num_actors != "auto":
         return int(backend.num_actors), cpus, gpus
@@ -102,7 +104,7 @@ def stream(items: list[dict[str, Any]], actor_cls: type, spec: dict[str, Any], c
     """Stream shards through a pool of ``actor_cls`` (sized by ``cfg.backend``), logging progress."""
     import ray
 
-    actors, cpus, gpus = pool_size(cfg.backend, spec["device"])
+    actors, cpus, gpus = pool_size(cfg.backend, spec["device"], spec.get("num_gpus"))
     log.info("%s: %d rows in %d shards with %d actor(s) x %.0f CPU / %.0f GPU",
              actor_cls.__name__, n_rows, len(items), actors, cpus, gpus)
     # one block per shard: the shard list is the deterministic partitioning of the input

@@ -222,7 +222,7 @@ def build_manifest(cfg: Any, staged: Staged, data_path: Path, identity: dict[str
                "index": kbm["index"], "encoder": kbm["encoder"]},
         "retrieval": {k: v for k, v in rspec.items() if k not in ("encoder", "threads")},
         "shards": shard_info,
-        "scoring": {"render": spec["render"], "device": spec["device"]},
+        "scoring": {"backend": spec["backend"], "render": spec["render"], "device": spec["device"]},
         "selection_params": OmegaConf.to_container(cfg.selection, resolve=True),
         "selection": info, "records_dir": str((Path(cfg.output_dir) / "records").resolve()),
         "embeddings_dir": str((Path(cfg.output_dir) / EMBEDDINGS_DIR).resolve()),

@@ -93,14 +93,51 @@ def device(cfg: Any) -> str:
 
 
 # Padded tokens per forward when backend.max_batch_tokens=auto. On the 2-core CPU, 2048 ran 1.4x
-# faster than 8192 and 2.8x faster than 32768 (activations stay in cache; see BENCHMARKS.md).
+# faster than 8192 and 2.8x faster than 32768 (activations stay in cache); on an H100, 65536 was the
+# fastest of 16k..128k for a 1B model (see BENCHMARKS.md). For backend=vllm the same key sets the
+# scheduler's tokens per step (capped further by backend.logits_budget_gib).
 AUTO_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
+AUTO_VLLM_STEP = {"cpu": 2048, "cuda": 16384}
+BACKENDS = ("hf", "vllm")
 
 
 def max_batch_tokens(cfg: Any, dev: str) -> int:
-    """Padded tokens per forward: ``backend.max_batch_tokens``, or the device's measured default."""
+    """Padded tokens per HF forward: ``backend.max_batch_tokens``, or the device's measured default."""
     b = cfg.backend.max_batch_tokens
     return AUTO_BATCH_TOKENS[dev] if b == "auto" else int(b)
+
+
+def vllm_step(cfg: Any, dev: str) -> int:
+    """vLLM scheduler tokens per step: ``backend.max_batch_tokens``, or the device's default."""
+    b = cfg.backend.max_batch_tokens
+    return AUTO_VLLM_STEP[dev] if b == "auto" else int(b)
+
+
+def gpus_per_scorer(b: Any) -> float:
+    """GPUs one scoring actor holds: tensor_parallel x pipeline_parallel for vLLM (one engine over
+    that many GPUs of one node), ``num_gpus_per_actor`` for HF (a fraction packs actors on a GPU)."""
+    if b.name == "vllm":
+        return float(int(b.tensor_parallel) * int(b.pipeline_parallel))
+    return float(b.num_gpus_per_actor)
+
+
+def compile_decoder(b: Any, dev: str) -> bool:
+    """``backend.compile``: auto compiles the HF decoder (``torch.compile``) on CUDA only: 44.5% vs
+    32.6% MFU on an H100 for a 1B model, after ~60 s of compilation per actor (BENCHMARKS.md)."""
+    c = b.get("compile", False)
+    return dev == "cuda" if c == "auto" else bool(c)
+
+
+def vllm_params(cfg: Any, dev: str) -> dict[str, Any]:
+    """The ``VLLMParams`` fields of a ``backend=vllm`` config (a plain dict for the actor spec)."""
+    b = cfg.backend
+    return {"device": dev, "dtype": cfg.model.dtype, "max_model_len": int(cfg.model.max_length),
+            "max_num_batched_tokens": vllm_step(cfg, dev), "max_num_seqs": int(b.max_batch_rows),
+            "tensor_parallel": int(b.tensor_parallel), "pipeline_parallel": int(b.pipeline_parallel),
+            "gpu_memory_utilization": float(b.gpu_memory_utilization), "kv_cache_gib": float(b.kv_cache_gib),
+            "logits_budget_gib": float(b.logits_budget_gib), "enable_prefix_caching": bool(b.enable_prefix_caching),
+            "enforce_eager": b.enforce_eager, "trust_remote_code": bool(cfg.model.trust_remote_code),
+            "seed": int(cfg.get("seed", 0))}
 
 
 def actor_spec(cfg: Any, model_path: Path, rc: RenderConfig) -> dict[str, Any]:
@@ -108,19 +145,38 @@ def actor_spec(cfg: Any, model_path: Path, rc: RenderConfig) -> dict[str, Any]:
     b = cfg.backend
     dev = device(cfg)
     mbt = max_batch_tokens(cfg, dev)
-    return {
-        "model_path": str(model_path), "device": dev, "dtype": cfg.model.dtype,
+    spec = {
+        "backend": b.name, "model_path": str(model_path), "device": dev, "dtype": cfg.model.dtype,
         "trust_remote_code": bool(cfg.model.trust_remote_code), "threads": int(b.threads_per_actor),
-        "head_only": bool(b.head_only),
+        "num_gpus": gpus_per_scorer(b) if dev == "cuda" else 0.0,
+        "head_only": bool(b.get("head_only", True)), "compile": compile_decoder(b, dev),
         "policy": {"max_batch_tokens": mbt, "max_batch_rows": int(b.max_batch_rows)},
         "render": {**asdict(rc), "limits": asdict(rc.limits), "passes": list(rc.passes)},
     }
+    if b.name == "vllm":
+        spec["vllm"] = vllm_params(cfg, dev)
+    return spec
 
 
 def validate_backend(cfg: Any) -> None:
-    if cfg.backend.name != "hf":
-        raise ValueError(f"unknown backend {cfg.backend.name!r}; this build ships: hf")
-    device(cfg)
+    b = cfg.backend
+    if b.name not in BACKENDS:
+        raise ValueError(f"unknown backend {b.name!r}; choose one of {', '.join(BACKENDS)}")
+    dev = device(cfg)
+    if b.name == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ValueError("backend=vllm needs the vllm package: on GPU nodes pip install '.[vllm]'; on a "
+                             "CPU-only machine run `make vllm-env` and use .venv-vllm (see README)")
+        for k in ("tensor_parallel", "pipeline_parallel"):
+            if int(b[k]) < 1:
+                raise ValueError(f"backend.{k} must be >= 1, got {b[k]}")
+        if dev == "cpu" and int(b.tensor_parallel) * int(b.pipeline_parallel) > 1:
+            raise ValueError("backend.tensor_parallel / pipeline_parallel > 1 need GPUs (device=cuda)")
+    elif dev == "cuda" and float(b.num_gpus_per_actor) > 1:
+        raise ValueError("the HF backend runs one model copy per GPU (backend.num_gpus_per_actor <= 1); for a "
+                         "model that needs several GPUs use backend=vllm backend.tensor_parallel=N")
 
 
 def validate_common(cfg: Any) -> None:

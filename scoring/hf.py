@@ -22,8 +22,10 @@ class HFScorer:
     """
 
     def __init__(self, model: Any, pad_id: int, policy: BatchPolicy = BatchPolicy(),
-                 head_only: bool = True) -> None:
+                 head_only: bool = True, compile: bool = False) -> None:
         self.model = model
+        # torch.compile(dynamic=True): one graph for every batch shape; fuses the elementwise kernels
+        self.decoder = torch.compile(model.get_decoder(), dynamic=True) if compile else model.get_decoder()
         self.pad_id = pad_id
         self.policy = policy
         self.head_only = head_only
@@ -50,10 +52,10 @@ class HFScorer:
         targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)[mask]  # next token at each position
         rows = torch.arange(len(items), device=self.device).unsqueeze(1).expand_as(ids)[mask]
         if self.head_only:
-            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=attn).last_hidden_state
+            hidden = self.decoder(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
             nll = token_nll(hidden[mask], self.model.get_output_embeddings(), targets, softcap=self.softcap)
         else:  # models with extra logit processing: take the model's own logits
-            logits = self.model(input_ids=ids, attention_mask=attn).logits[mask].float()
+            logits = self.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[mask].float()
             nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
         self.forward_calls += 1
         self.tokens_forwarded += int(lengths.sum())

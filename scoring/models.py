@@ -79,17 +79,24 @@ def resolve_model(name_or_path: str) -> Path:
         f"(with config.json) or a .gguf file; nothing is downloaded from a hub")
 
 
+def load_tokenizer(path: Path | str, trust_remote_code: bool = False) -> Any:
+    """The model directory's tokenizer (what every backend renders token ids with)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+
+
 def load_model(path: Path, device: str = "cpu", dtype: str = "auto",
                trust_remote_code: bool = False) -> tuple[Any, Any]:
     """Load tokenizer and causal LM for scoring (fp32 on CPU, bf16 on GPU unless told otherwise)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    tok = load_tokenizer(path, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         str(path), dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
     model.to(device).eval()
