@@ -105,3 +105,21 @@ def test_cli_user_errors_are_one_line(args, needle, tmp_path):
     assert proc.returncode == 2
     err = [ln for ln in proc.stderr.splitlines() if ln.startswith("winnow: error:")]
     assert len(err) == 1 and needle in err[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.ray
+def test_hydra_multirun_sweep_writes_one_output_dir_per_point(tiny_model_dir, tmp_path):
+    """``-m`` sweeps run each point as a job in one process (Ray started once, reused)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.ifd", "-m", f"model.name={tiny_model_dir}", "data.limit=12",
+         "selection.budget=2,5", "method.template=alpaca,none",
+         f"output_dir={tmp_path}/b${{selection.budget}}_${{method.template}}",
+         f"hydra.sweep.dir={tmp_path}/multirun", "selection.max_score=null"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for budget in (2, 5):
+        for template in ("alpaca", "none"):
+            out = tmp_path / f"b{budget}_{template}"
+            manifest = json.loads((out / "manifest.json").read_text())
+            assert manifest["config"]["method"]["template"] == template
+            assert len((out / "selected.jsonl").read_text().splitlines()) == budget
