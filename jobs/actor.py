@@ -15,9 +15,9 @@ import numpy as np
 
 from scoring import schema
 from scoring.batching import BatchPolicy
-from scoring.engine import empty_columns, score_rows
-from scoring.passes import RenderConfig
-from scoring.render import Limits
+from scoring.engine import empty_columns, score_rendered
+from scoring.passes import RenderConfig, render_rows
+from scoring.render import RENDERED, Limits, Rendered, from_columns, to_columns
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,44 @@ def build_backend(spec: dict[str, Any]) -> tuple[Any, Any]:
                          compile=bool(spec.get("compile", False)))
 
 
+class RenderActor:
+    """``map_batches`` UDF on CPU: record columns in, rendered pass token ids out (the wire columns of
+    ``scoring.render.to_columns``). Run ahead of GPU scorers so tokenisation overlaps the forward passes
+    instead of stalling the GPU between calls (``backend.render_actors``)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from scoring.models import load_tokenizer
+
+        setup_actor({**spec, "threads": 1})
+        self.render = render_config(spec)
+        self.render.validate()
+        self.tok = load_tokenizer(spec["model_path"], spec.get("trust_remote_code", False))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        rows = batch_rows(batch)
+        try:
+            rendered = render_rows(rows, self.render, self.tok)
+        except Exception as e:  # noqa: BLE001 - isolate the row the tokenizer cannot take
+            log.warning("rendering %d rows failed (%s); retrying row by row", len(rows), e)
+            rendered = [render_one(row, self.render, self.tok) for row in rows]
+        return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION],
+                **to_columns(rendered, self.render.passes)}
+
+
+def render_one(row: dict[str, Any], cfg: RenderConfig, tok: Any) -> Rendered:
+    """One row rendered alone; a failure becomes the row's error reason."""
+    try:
+        return render_rows([row], cfg, tok)[0]
+    except Exception as e:  # noqa: BLE001
+        log.warning("row at position %s failed to render: %s", row.get(schema.POSITION), e)
+        return Rendered(error=f"{schema.E_SCORER}:{type(e).__name__}")
+
+
 class ScoringActor:
-    """``map_batches`` UDF: record columns in, per-pass sums/counts + bookkeeping columns out."""
+    """``map_batches`` UDF: record columns (or a render stage's token ids) in, per-pass sums/counts +
+    bookkeeping columns out."""
+
+    PRE_RENDERED = True  # accepts RenderActor output
 
     def __init__(self, spec: dict[str, Any]) -> None:
         setup_actor(spec)
@@ -76,21 +112,27 @@ class ScoringActor:
         self.tok, self.backend = build_backend(spec)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = batch_rows(batch)
+        pre = RENDERED in batch
+        rows = [] if pre else batch_rows(batch)
         try:
-            cols = score_rows(rows, self.render, self.tok, self.backend)
+            rendered = from_columns(batch, self.render.passes) if pre else render_rows(rows, self.render, self.tok)
+            cols = score_rendered(rendered, self.render.passes, self.backend)
         except Exception as e:  # noqa: BLE001 - isolate the failing row(s), see module docstring
-            log.warning("batch of %d rows failed (%s); retrying row by row", len(rows), e)
-            cols = self._one_by_one(rows)
+            log.warning("batch of %d rows failed (%s); retrying row by row", len(batch[schema.ID]), e)
+            if pre:
+                rendered = from_columns(batch, self.render.passes)
+            else:
+                rendered = [render_one(row, self.render, self.tok) for row in rows]
+            cols = self._one_by_one(rendered, batch[schema.POSITION])
         return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION], **cols}
 
-    def _one_by_one(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        cols = empty_columns(len(rows), self.render.passes)
-        for i, row in enumerate(rows):
+    def _one_by_one(self, rendered: list[Rendered], positions: np.ndarray) -> dict[str, np.ndarray]:
+        cols = empty_columns(len(rendered), self.render.passes)
+        for i, r in enumerate(rendered):
             try:
-                one = score_rows([row], self.render, self.tok, self.backend)
+                one = score_rendered([r], self.render.passes, self.backend)
             except Exception as e:  # noqa: BLE001 - a row alone still fails: it gets the reason
-                log.warning("row at position %s failed: %s", row.get(schema.POSITION), e)
+                log.warning("row at position %s failed: %s", positions[i], e)
                 cols[schema.ERROR][i] = f"{schema.E_SCORER}:{type(e).__name__}"
                 continue
             for k, v in one.items():

@@ -84,6 +84,7 @@ def embed_rows(staged: Any, model_path: Path, shard_dir: Path, emb_dir: Path, cf
     spec = {**settings.actor_spec(cfg, model_path, settings.render_config(cfg)), "render": rc_spec,
             "what": what, "pooling": pooling}
     spec.pop("num_gpus")  # an HF embedding actor under any backend config: backend.num_gpus_per_actor
+    spec.pop("render_actors")  # it renders its own (different) passes
     shard_dir.mkdir(parents=True, exist_ok=True)
     run_stage(shard_dir, staged.bounds, [shard_item(s) for s in staged.shards], RowEmbedActor, spec, cfg,
               "embedded", emb_dir)

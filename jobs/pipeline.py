@@ -112,8 +112,18 @@ def stream(items: list[dict[str, Any]], actor_cls: type, spec: dict[str, Any], c
     # reading a shard is light I/O: it must never wait for CPUs the actors hold (deadlock on a node
     # whose CPUs all go to actors, e.g. one 2-thread actor on a 2-CPU head)
     ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0)
+    per_call = rows_per_call(cfg.backend.batch_size, n_rows, actors)
+    renderers = spec.get("render_actors", 0)
+    renderers = actors if renderers == "per_scorer" else int(renderers)
+    if renderers and getattr(actor_cls, "PRE_RENDERED", False):
+        from jobs.actor import RenderActor
+
+        # tokenisation on CPU actors, streamed ahead of the scorers (1 CPU each)
+        log.info("render stage: %d CPU actor(s)", renderers)
+        ds = ds.map_batches(RenderActor, fn_constructor_args=(spec,), batch_size=per_call,
+                            compute=ray.data.ActorPoolStrategy(size=renderers), num_cpus=1, batch_format="numpy")
     out = ds.map_batches(
-        actor_cls, fn_constructor_args=(spec,), batch_size=rows_per_call(cfg.backend.batch_size, n_rows, actors),
+        actor_cls, fn_constructor_args=(spec,), batch_size=per_call,
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus,
         batch_format="numpy")  # Ray Data restarts dead actors and retries their tasks by default
     done, t0, last = 0, time.time(), time.time()

@@ -9,7 +9,7 @@ import numpy as np
 
 from scoring import schema
 from scoring.passes import RenderConfig, render_rows
-from scoring.render import PassIds
+from scoring.render import PassIds, Rendered
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,13 @@ def empty_columns(n: int, passes: Sequence[str]) -> dict[str, np.ndarray]:
 def score_rows(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any, backend: Backend
                ) -> dict[str, np.ndarray]:
     """Score all passes of ``rows``; rows that cannot be rendered or scored get an error reason."""
-    cols = empty_columns(len(rows), cfg.passes)
-    rendered = render_rows(rows, cfg, tok)
+    return score_rendered(render_rows(rows, cfg, tok), cfg.passes, backend)
+
+
+def score_rendered(rendered: Sequence[Rendered], passes: Sequence[str], backend: Backend
+                   ) -> dict[str, np.ndarray]:
+    """Score rows already rendered (in this process or by a CPU render stage)."""
+    cols = empty_columns(len(rendered), passes)
     items: list[PassIds] = []
     owners: list[tuple[int, str]] = []
     for i, r in enumerate(rendered):
@@ -53,7 +58,7 @@ def score_rows(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any, back
             cols[schema.KNOWLEDGE_TRUNCATED][i] = r.knowledge_truncated
         if r.error:
             continue
-        for name in cfg.passes:
+        for name in passes:
             items.append(r.passes[name])
             owners.append((i, name))
     if items:

@@ -91,3 +91,46 @@ def assemble(contexts: dict[str, list[int]], response: list[int], limits: Limits
             out.prompt_tokens = len(kept)
         out.passes[name] = PassIds(kept + response, len(kept))
     return out
+
+
+# ---- wire format: rendered passes as flat columns (a CPU render stage ships them to the scorers) ----
+
+RENDERED = "_rendered"  # marker column: the batch carries pre-rendered passes
+
+
+def ids_col(pass_name: str) -> str:
+    return f"_ids_{pass_name}"
+
+
+def nctx_col(pass_name: str) -> str:
+    return f"_nctx_{pass_name}"
+
+
+_FIELDS = ("prompt_tokens", "response_tokens", "truncated", "response_truncated", "knowledge_tokens",
+           "knowledge_truncated")
+
+
+def to_columns(rendered: list[Rendered], passes: tuple[str, ...]) -> dict[str, list]:
+    """Rendered rows as column lists (token ids as int32 lists; an errored row has empty passes)."""
+    # errors as strings, "" for none: an all-None column would come back as float NaN from Arrow
+    cols: dict[str, list] = {RENDERED: [True] * len(rendered), "_render_error": [r.error or "" for r in rendered]}
+    for f in _FIELDS:
+        cols[f"_{f}"] = [getattr(r, f) for r in rendered]
+    for p in passes:
+        cols[ids_col(p)] = [r.passes[p].ids if p in r.passes else [] for r in rendered]
+        cols[nctx_col(p)] = [r.passes[p].n_ctx if p in r.passes else 0 for r in rendered]
+    return cols
+
+
+def from_columns(batch: dict, passes: tuple[str, ...]) -> list[Rendered]:
+    """Inverse of :func:`to_columns` for a numpy batch (lists arrive as arrays)."""
+    out = []
+    for i in range(len(batch[RENDERED])):
+        r = Rendered(**{f: type(getattr(Rendered(), f))(batch[f"_{f}"][i]) for f in _FIELDS})
+        err = batch["_render_error"][i]
+        r.error = err if isinstance(err, str) and err else None
+        if not r.error:
+            r.passes = {p: PassIds([int(t) for t in batch[ids_col(p)][i]], int(batch[nctx_col(p)][i]))
+                        for p in passes}
+        out.append(r)
+    return out

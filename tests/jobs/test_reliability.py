@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import ifd
-from jobs.actor import ScoringActor
+from jobs.actor import RenderActor, ScoringActor
 from jobs.settings import ROOT
 from scoring import schema
 from tests.jobs.helpers import compose
@@ -100,8 +100,10 @@ def run_inproc(path, model, out, *extra):
 def test_scores_independent_of_batching_actors_and_partitions(many_rows, tiny_model_dir, ray_local, tmp_path):
     run_inproc(many_rows, tiny_model_dir, tmp_path / "a", "backend.batch_size=8", "backend.num_actors=1",
                "backend.threads_per_actor=1", "data.rows_per_shard=16")
+    # b also tokenises in a separate CPU render stage (what backend.render_actors=auto does on GPUs)
     run_inproc(many_rows, tiny_model_dir, tmp_path / "b", "backend.batch_size=64", "backend.num_actors=2",
-               "backend.threads_per_actor=1", "data.rows_per_shard=50", "backend.max_batch_tokens=512")
+               "backend.threads_per_actor=1", "data.rows_per_shard=50", "backend.max_batch_tokens=512",
+               "backend.render_actors=1")
     run_inproc(many_rows, tiny_model_dir, tmp_path / "c", "backend.batch_size=8", "backend.num_actors=1",
                "backend.threads_per_actor=1", "data.rows_per_shard=16")
     a, b = (pq.read_table(tmp_path / d / "scores.parquet").to_pandas() for d in "ab")
@@ -141,7 +143,8 @@ def test_row_that_crashes_the_model_gets_an_error_reason(tiny_model_dir):
     from jobs import settings
 
     cfg = compose("ifd", [f"model.name={tiny_model_dir}"])
-    actor = ScoringActor(settings.actor_spec(cfg, tiny_model_dir, settings.render_config(cfg)))
+    actor_spec = settings.actor_spec(cfg, tiny_model_dir, settings.render_config(cfg))
+    actor = ScoringActor(actor_spec)
     actor.backend = ExplodingOnLong(actor.backend, limit=60)
     outputs = ["short answer", "a very long answer " * 30, "fine too"]
     batch = {schema.ID: np.array(["a", "b", "c"], dtype=object), schema.POSITION: np.arange(3),
@@ -151,3 +154,10 @@ def test_row_that_crashes_the_model_gets_an_error_reason(tiny_model_dir):
     out = actor(batch)
     assert out[schema.ERROR].tolist() == [None, "scorer_failed:RuntimeError", None]
     assert np.isfinite(out["cond_nll_sum"][[0, 2]]).all() and np.isnan(out["cond_nll_sum"][1])
+    # the same through the CPU render stage's wire columns (as Ray Data hands them over: numpy arrays)
+    wire = {k: np.array(v, dtype=object) if isinstance(v, list) else v
+            for k, v in RenderActor(actor_spec).__call__(batch).items()}
+    again = actor(wire)
+    assert again[schema.ERROR].tolist() == out[schema.ERROR].tolist()
+    np.testing.assert_array_equal(again["cond_nll_sum"], out["cond_nll_sum"])
+    np.testing.assert_array_equal(again[schema.PROMPT_TOKENS], out[schema.PROMPT_TOKENS])

@@ -1,6 +1,6 @@
 from scoring import schema
 from scoring.batching import BatchPolicy, plan_batches
-from scoring.render import Limits, assemble, cut_left
+from scoring.render import Limits, PassIds, assemble, cut_left
 
 
 def test_cut_left_keeps_bos_and_tail():
@@ -39,3 +39,19 @@ def test_plan_batches_sorted_and_within_budget():
     for b in plan:
         assert len(b) * max(lengths[i] for i in b) <= 100 or len(b) == 1
     assert plan[0] == [5]  # longest first, alone
+
+
+def test_wire_columns_round_trip_every_field():
+    """What a CPU render stage ships to the scorers comes back identical (error rows included)."""
+    import numpy as np
+
+    from scoring.render import Rendered, from_columns, to_columns
+
+    rows = [Rendered(passes={"cond": PassIds([1, 2, 3, 4], 2), "know": PassIds([1, 9, 9, 2, 3, 4], 4)},
+                     prompt_tokens=2, response_tokens=2, truncated=True, knowledge_tokens=2,
+                     knowledge_truncated=True),
+            Rendered(response_tokens=0, error="no_response_tokens")]
+    cols = to_columns(rows, ("cond", "know"))
+    batch = {k: np.array(v, dtype=object) for k, v in cols.items()}  # lists arrive as object arrays
+    back = from_columns(batch, ("cond", "know"))
+    assert back == rows
