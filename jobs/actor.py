@@ -80,23 +80,26 @@ class RenderActor:
         self.tok = load_tokenizer(spec["model_path"], spec.get("trust_remote_code", False))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        rows = batch_rows(batch)
-        try:
-            rendered = render_rows(rows, self.render, self.tok)
-        except Exception as e:  # noqa: BLE001 - isolate the row the tokenizer cannot take
-            log.warning("rendering %d rows failed (%s); retrying row by row", len(rows), e)
-            rendered = [render_one(row, self.render, self.tok) for row in rows]
+        rendered = render_isolated(batch_rows(batch), self.render, self.tok)
         return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION],
                 **to_columns(rendered, self.render.passes)}
 
 
-def render_one(row: dict[str, Any], cfg: RenderConfig, tok: Any) -> Rendered:
-    """One row rendered alone; a failure becomes the row's error reason."""
+def render_isolated(rows: list[dict[str, Any]], cfg: RenderConfig, tok: Any) -> list[Rendered]:
+    """Render a batch; if the tokenizer fails on it, render row by row so only the failing row gets
+    an error reason."""
     try:
-        return render_rows([row], cfg, tok)[0]
-    except Exception as e:  # noqa: BLE001
-        log.warning("row at position %s failed to render: %s", row.get(schema.POSITION), e)
-        return Rendered(error=f"{schema.E_SCORER}:{type(e).__name__}")
+        return render_rows(rows, cfg, tok)
+    except Exception as e:  # noqa: BLE001 - isolate the row the tokenizer cannot take
+        log.warning("rendering %d rows failed (%s); retrying row by row", len(rows), e)
+    out = []
+    for row in rows:
+        try:
+            out.extend(render_rows([row], cfg, tok))
+        except Exception as e:  # noqa: BLE001
+            log.warning("row at position %s failed to render: %s", row.get(schema.POSITION), e)
+            out.append(Rendered(error=f"{schema.E_SCORER}:{type(e).__name__}"))
+    return out
 
 
 class ScoringActor:
@@ -112,17 +115,14 @@ class ScoringActor:
         self.tok, self.backend = build_backend(spec)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pre = RENDERED in batch
-        rows = [] if pre else batch_rows(batch)
+        if RENDERED in batch:  # tokenised by the CPU render stage
+            rendered = from_columns(batch, self.render.passes)
+        else:
+            rendered = render_isolated(batch_rows(batch), self.render, self.tok)
         try:
-            rendered = from_columns(batch, self.render.passes) if pre else render_rows(rows, self.render, self.tok)
             cols = score_rendered(rendered, self.render.passes, self.backend)
         except Exception as e:  # noqa: BLE001 - isolate the failing row(s), see module docstring
-            log.warning("batch of %d rows failed (%s); retrying row by row", len(batch[schema.ID]), e)
-            if pre:
-                rendered = from_columns(batch, self.render.passes)
-            else:
-                rendered = [render_one(row, self.render, self.tok) for row in rows]
+            log.warning("batch of %d rows failed (%s); retrying row by row", len(rendered), e)
             cols = self._one_by_one(rendered, batch[schema.POSITION])
         return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION], **cols}
 

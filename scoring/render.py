@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from scoring import schema
 
 
@@ -106,12 +108,12 @@ def nctx_col(pass_name: str) -> str:
     return f"_nctx_{pass_name}"
 
 
-_FIELDS = ("prompt_tokens", "response_tokens", "truncated", "response_truncated", "knowledge_tokens",
-           "knowledge_truncated")
+_FIELDS = {"prompt_tokens": int, "response_tokens": int, "truncated": bool, "response_truncated": bool,
+           "knowledge_tokens": int, "knowledge_truncated": bool}
 
 
 def to_columns(rendered: list[Rendered], passes: tuple[str, ...]) -> dict[str, list]:
-    """Rendered rows as column lists (token ids as int32 lists; an errored row has empty passes)."""
+    """Rendered rows as column lists (token ids as int lists; an errored row has empty passes)."""
     # errors as strings, "" for none: an all-None column would come back as float NaN from Arrow
     cols: dict[str, list] = {RENDERED: [True] * len(rendered), "_render_error": [r.error or "" for r in rendered]}
     for f in _FIELDS:
@@ -126,11 +128,11 @@ def from_columns(batch: dict, passes: tuple[str, ...]) -> list[Rendered]:
     """Inverse of :func:`to_columns` for a numpy batch (lists arrive as arrays)."""
     out = []
     for i in range(len(batch[RENDERED])):
-        r = Rendered(**{f: type(getattr(Rendered(), f))(batch[f"_{f}"][i]) for f in _FIELDS})
+        r = Rendered(**{f: cast(batch[f"_{f}"][i]) for f, cast in _FIELDS.items()})
         err = batch["_render_error"][i]
         r.error = err if isinstance(err, str) and err else None
         if not r.error:
-            r.passes = {p: PassIds([int(t) for t in batch[ids_col(p)][i]], int(batch[nctx_col(p)][i]))
+            r.passes = {p: PassIds(np.asarray(batch[ids_col(p)][i]).tolist(), int(batch[nctx_col(p)][i]))
                         for p in passes}
         out.append(r)
     return out

@@ -72,13 +72,12 @@ def engine_kwargs(path: str, p: VLLMParams, vocab: int) -> dict[str, Any]:
     kw: dict[str, Any] = dict(
         model=path, tokenizer=path, dtype=dtype, max_model_len=int(p.max_model_len),
         max_num_batched_tokens=steps, max_num_seqs=min(int(p.max_num_seqs), steps),
-        enable_chunked_prefill=steps < p.max_model_len or None,
         enable_prefix_caching=bool(p.enable_prefix_caching),
         tensor_parallel_size=int(p.tensor_parallel), pipeline_parallel_size=int(p.pipeline_parallel),
         enforce_eager=(p.device == "cpu") if p.enforce_eager is None else bool(p.enforce_eager),
         trust_remote_code=bool(p.trust_remote_code), seed=int(p.seed), disable_log_stats=True)
-    if kw["enable_chunked_prefill"] is None:
-        del kw["enable_chunked_prefill"]
+    if steps < p.max_model_len:  # prompts longer than a step are prefilled in chunks
+        kw["enable_chunked_prefill"] = True
     if p.device == "cpu":
         kw["kv_cache_memory_bytes"] = int(p.kv_cache_gib * 2**30)
     else:
