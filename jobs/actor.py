@@ -113,18 +113,28 @@ class ScoringActor:
         self.render = render_config(spec)
         self.render.validate()
         self.tok, self.backend = build_backend(spec)
+        self.chunk_rows = spec.get("chunk_rows")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One call per shard (rows in position order); scored in chunks of ``chunk_rows`` rows cut in
+        that order, so a row's batch companions never depend on timing."""
         if RENDERED in batch:  # tokenised by the CPU render stage
             rendered = from_columns(batch, self.render.passes)
         else:
             rendered = render_isolated(batch_rows(batch), self.render, self.tok)
+        size = int(self.chunk_rows or len(rendered) or 1)
+        parts = [self._score(rendered[s:s + size], batch[schema.POSITION][s:s + size])
+                 for s in range(0, len(rendered), size)]
+        cols = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]} if parts else \
+            empty_columns(0, self.render.passes)
+        return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION], **cols}
+
+    def _score(self, rendered: list[Rendered], positions: np.ndarray) -> dict[str, np.ndarray]:
         try:
-            cols = score_rendered(rendered, self.render.passes, self.backend)
+            return score_rendered(rendered, self.render.passes, self.backend)
         except Exception as e:  # noqa: BLE001 - isolate the failing row(s), see module docstring
             log.warning("batch of %d rows failed (%s); retrying row by row", len(rendered), e)
-            cols = self._one_by_one(rendered, batch[schema.POSITION])
-        return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION], **cols}
+            return self._one_by_one(rendered, positions)
 
     def _one_by_one(self, rendered: list[Rendered], positions: np.ndarray) -> dict[str, np.ndarray]:
         cols = empty_columns(len(rendered), self.render.passes)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from jobs import ifd, outputs, settings, shards
+from jobs import ifd, outputs, rundir, settings, shards
 from jobs.diverse_evol import subset_rows
 from jobs.ifd import Result, timed
 from jobs.embed import embed_rows
@@ -37,6 +37,7 @@ from selection.scores import perplexity
 log = logging.getLogger(__name__)
 
 STAGES = "stages"
+WRITES = (*ifd.WRITES, STAGES)
 
 
 def embed_instructions(staged: Any, base: Path, out: Path, cfg: Any, rc_spec: dict[str, Any]
@@ -62,17 +63,35 @@ def pick(E: np.ndarray, ppl: np.ndarray, valid: np.ndarray, cfg: Any) -> tuple[d
              "n_clusters": int(assign.max() + 1), "cluster_sizes": np.bincount(assign).tolist()}, per_row)
 
 
+def relative_to_run(path: Path, out: Path) -> str:
+    """A path inside the run as relative to it (the run stays valid when moved); others absolute."""
+    try:
+        return str(path.resolve().relative_to(out.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
 def run(cfg: Any) -> Result:
+    settings.validate(cfg)
+    rc = settings.render_config(cfg)
+    base = resolve_model(cfg.model.name)
+    settings.check_chat_template(rc, base, bool(cfg.model.trust_remote_code))
+    data_path = settings.data_path(cfg)
+    rundir.check_inputs(Path(cfg.output_dir), WRITES, [data_path])  # before the input is even read
+    src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
+    mine = cfg.cherry.pre_experienced and settings.resolve_data_path(cfg.cherry.pre_experienced)
+    with rundir.claim(cfg.output_dir, "cherry", WRITES, [data_path, mine]) as run_dir:
+        return execute(cfg, run_dir.path, data_path, src, base, rc)
+
+
+def execute(cfg: Any, out: Path, data_path: Path, src: Any, base: Path, rc: Any) -> Result:
+    """The pipeline's stages inside the claimed run directory ``out``."""
     from omegaconf import OmegaConf, open_dict
 
-    settings.validate(cfg)
-    out, data_path = settings.open_run(cfg)
     st = out / STAGES
     st.mkdir(parents=True, exist_ok=True)
-    rc_spec = settings.actor_spec(cfg, Path("."), settings.render_config(cfg))["render"]
-    base = resolve_model(cfg.model.name)
+    rc_spec = settings.actor_spec(cfg, Path("."), rc)["render"]
     timings: dict[str, float] = {}
-    src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
     parts = {"input_sha256": src.sha256, "model": outputs.model_identity(base, cfg.model.name),
              "cherry": OmegaConf.to_container(cfg.cherry), "train": OmegaConf.to_container(cfg.train),
              "render": rc_spec, "seed": int(cfg.seed)}
@@ -110,7 +129,7 @@ def run(cfg: Any) -> Result:
     with timed(timings, "ifd"):
         result = ifd.run(icfg)
     m = json.loads((out / outputs.MANIFEST).read_text())
-    m.update({"job": "cherry", "pre_experienced_model": str(Path(model).resolve()), "base_model": parts["model"],
+    m.update({"job": "cherry", "pre_experienced_model": relative_to_run(Path(model), out), "base_model": parts["model"],
               "stages": {"picks": len(picks["positions"]), "n_clusters": picks.get("n_clusters"),
                          "train_loss_first": (tlog.get("losses") or [None])[0],
                          "train_loss_last": (tlog.get("losses") or [None])[-1], "timings_s": timings}})

@@ -8,7 +8,15 @@ from typing import Any, Callable
 log = logging.getLogger("winnow")
 
 # Errors a user fixes by changing the command line or the input: one clear line, exit code 2.
-USER_ERRORS = (FileNotFoundError, ValueError, KeyError)
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, KeyError)
+
+
+def message(e: BaseException) -> str:
+    """The human-readable text of an error (``str(OSError)`` names the file; a ``KeyError``'s first
+    argument is its message)."""
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    return str(e) or type(e).__name__
 
 
 def hydra_entry(config_name: str, run: Callable[[Any], Any]) -> None:
@@ -23,8 +31,7 @@ def hydra_entry(config_name: str, run: Callable[[Any], Any]) -> None:
         try:
             run(cfg)
         except USER_ERRORS as e:
-            msg = e.args[0] if e.args else str(e)
-            print(f"winnow: error: {msg}", file=sys.stderr)
+            print(f"winnow: error: {message(e)}", file=sys.stderr)
             log.debug("details", exc_info=True)
             sys.exit(2)
 

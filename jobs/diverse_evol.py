@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs import outputs, report, settings, shards
+from jobs import outputs, report, rundir, settings, shards
 from jobs.ifd import Result, timed
 from jobs.embed import embed_rows
-from jobs.staging import Staged, inspect_input, stage_input
+from jobs.staging import RECORDS_DIR, Staged, inspect_input, stage_input
 from jobs.train import fine_tune, train_params
 from scoring import schema
 from scoring.models import resolve_model
@@ -33,15 +33,18 @@ from selection.kcenter import kcenter_greedy
 log = logging.getLogger(__name__)
 
 ROUND_FILE = "round.json"
+ROUNDS = "rounds"
+RADIUS_PLOT = "radius.png"
+WRITES = (RECORDS_DIR, ROUNDS, outputs.SCORES, outputs.SELECTED, outputs.MANIFEST, report.REPORT, RADIUS_PLOT)
 
 
 def round_dir(out: Path, r: int) -> Path:
-    return out / "rounds" / f"round-{r:02d}"
+    return out / ROUNDS / f"round-{r:02d}"
 
 
 def last_round(out: Path) -> int:
     """Index of the last completed round, -1 when none."""
-    done = [int(p.parent.name.split("-")[1]) for p in (out / "rounds").glob(f"round-*/{ROUND_FILE}")]
+    done = [int(p.parent.name.split("-")[1]) for p in (out / ROUNDS).glob(f"round-*/{ROUND_FILE}")]
     return max(done) if done else -1
 
 
@@ -117,18 +120,26 @@ def run_round(r: int, subset: list[int], staged: Staged, valid: np.ndarray, base
 
 
 def run(cfg: Any) -> Result:
-    from omegaconf import OmegaConf
-
     settings.validate_common(cfg)
     rc = settings.render_config(cfg)
-    rc_spec = settings.actor_spec(cfg, Path("."), rc)["render"]
-    out, data_path = settings.open_run(cfg)
     base = resolve_model(cfg.model.name)
+    settings.check_chat_template(rc, base, bool(cfg.model.trust_remote_code))
+    data_path = settings.data_path(cfg)
+    rundir.check_inputs(Path(cfg.output_dir), WRITES, [data_path])  # before the input is even read
     src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
+    with rundir.claim(cfg.output_dir, "diverse_evol", WRITES, [data_path]) as run_dir:
+        return execute(cfg, run_dir.path, data_path, src, base, rc)
+
+
+def execute(cfg: Any, out: Path, data_path: Path, src: Any, base: Path, rc: Any) -> Result:
+    """The rounds inside the claimed run directory ``out``."""
+    from omegaconf import OmegaConf
+
+    rc_spec = settings.actor_spec(cfg, Path("."), rc)["render"]
     parts = {"input_sha256": src.sha256, "model": outputs.model_identity(base, cfg.model.name),
              "evol": {k: v for k, v in OmegaConf.to_container(cfg.evol).items() if k != "rounds"},
              "train": OmegaConf.to_container(cfg.train), "render": rc_spec, "seed": int(cfg.seed)}
-    shards.prepare(out, parts, bool(cfg.resume), "rounds")   # refuses to resume a different run
+    shards.prepare(out, parts, bool(cfg.resume), ROUNDS)   # refuses to resume a different run
     staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg), bool(cfg.data.drop_duplicates),
                          cfg.data.limit, cfg.data.rows_per_shard, src)
     errors = record_errors(staged)
@@ -170,16 +181,16 @@ def finish(cfg: Any, out: Path, staged: Staged, errors: pa.ChunkedArray, subset:
     manifest = {"job": "diverse_evol", "config": OmegaConf.to_container(cfg, resolve=True),
                 "input": {"sha256": staged.sha256, "rows": staged.n_rows, "read_outcomes": dict(staged.errors)},
                 "rounds": [{k: v for k, v in r.items() if k != "subset"} for r in records],
-                "selected": n_sel, "outcomes": counts, "records_dir": str((out / "records").resolve()),
-                "final_model": str((round_dir(out, records[-1]["round"]) / "model").resolve()) if records else None,
+                "selected": n_sel, "outcomes": counts, "records_dir": RECORDS_DIR,
+                "final_model": str(round_dir(Path("."), records[-1]["round"]) / "model") if records else None,
                 "versions": outputs.versions()}
     outputs.write_json(manifest, out / outputs.MANIFEST)
     if records:
         report.plot_rounds([r["round"] for r in records], [len(r["subset"]) for r in records],
-                           [r["radius_after"] for r in records], out / "radius.png")
+                           [r["radius_after"] for r in records], out / RADIUS_PLOT)
         report.write_report(out, "Winnow DiverseEvol", {"selected": n_sel, "outcomes": counts,
                                                         "rounds": manifest["rounds"]},
-                            [("radius.png", "covering radius (round's embedding space) and subset size per round")])
+                            [(RADIUS_PLOT, "covering radius (round's embedding space) and subset size per round")])
     return Result(out, staged.n_rows, n_sel, counts, {})
 
 

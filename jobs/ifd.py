@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from jobs import outputs, settings, shards
+from jobs import outputs, report, rundir, settings, shards
 from jobs.pipeline import run_stage, shard_item
-from jobs.select import select_ifd, selection_settings, write_ifd_report
-from jobs.staging import InputInfo, Staged, inspect_input, stage_input
+from jobs.select import IFD_PLOTS, select_ifd, selection_settings, write_ifd_report
+from jobs.staging import RECORDS_DIR, InputInfo, Staged, inspect_input, stage_input
 from scoring.models import resolve_model
 
 log = logging.getLogger(__name__)
+
+# top-level names this job writes under output_dir (jobs.rundir: owned by the run, nothing else touched)
+WRITES = (RECORDS_DIR, shards.SHARDS_DIR, outputs.SCORES, outputs.SELECTED, outputs.MANIFEST, report.REPORT,
+          *IFD_PLOTS)
 
 
 @dataclass
@@ -43,19 +47,29 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
 
 def run(cfg: Any) -> Result:
     """Run the whole IFD job for a composed config (callable from tests without Hydra)."""
-    from omegaconf import OmegaConf
-
     settings.validate(cfg)
     rc = settings.render_config(cfg)
     sel = selection_settings(cfg, settings.VARIANTS[cfg.method.variant])
-    out, data_path = settings.open_run(cfg)
     timings: dict[str, float] = {}
     with timed(timings, "model"):
         model_path = resolve_model(cfg.model.name)
+    settings.check_chat_template(rc, model_path, bool(cfg.model.trust_remote_code))
+    data_path = settings.data_path(cfg)
+    rundir.check_inputs(Path(cfg.output_dir), WRITES, [data_path])  # before the input is even read
+    with timed(timings, "inspect"):  # a missing, damaged or empty input fails before any directory exists
+        src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
+    with rundir.claim(cfg.output_dir, "ifd", WRITES, [data_path]) as run_dir:
+        return execute(cfg, run_dir.path, data_path, src, model_path, rc, sel, timings)
+
+
+def execute(cfg: Any, out: Path, data_path: Path, src: InputInfo, model_path: Path, rc: Any, sel: Any,
+            timings: dict[str, float]) -> Result:
+    """The job's stages inside the claimed run directory ``out``."""
+    from omegaconf import OmegaConf
+
     spec = settings.actor_spec(cfg, model_path, rc)
     identity = outputs.model_identity(model_path, cfg.model.name)
     with timed(timings, "read"):
-        src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
         # refuse a mismatching resume before anything in output_dir is overwritten
         shard_dir = shards.prepare(out, run_parts(cfg, src, identity, spec), bool(cfg.resume))
         staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg),  # deterministic
@@ -67,7 +81,7 @@ def run(cfg: Any) -> Result:
         table = outputs.with_columns(table, outputs.derived(table))
         table, result, info = select_ifd(table, sel)
         outputs.write_parquet(table, out / outputs.SCORES)
-        n_sel = outputs.write_selected(staged.shards, result.order, out / outputs.SELECTED)
+        n_sel = outputs.write_selected(staged.shards, result.order, out / outputs.SELECTED, table)
     tokens = int(sum(table.column(c).to_numpy().sum() for c in ("prompt_tokens", "response_tokens")))
     manifest = {
         "job": "ifd", "config": OmegaConf.to_container(cfg, resolve=True),
@@ -78,7 +92,7 @@ def run(cfg: Any) -> Result:
                    "rows_per_shard": staged.rows_per_shard},
         "scoring": {"variant": cfg.method.variant, "backend": spec["backend"], "render": spec["render"],
                     "device": spec["device"]},
-        "selection": info, "records_dir": str((out / "records").resolve()),
+        "selection": info, "records_dir": RECORDS_DIR,
         "timings_s": timings, "approx_tokens_scored": tokens,
         "rows_per_s": round(staged.n_rows / max(timings["score"], 1e-9), 3),
         "versions": outputs.versions(),

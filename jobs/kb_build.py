@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs import outputs, settings
+from jobs import outputs, rundir, settings
 from jobs.ifd import timed
 from jobs.pipeline import init_ray, shard_item, stream
 from jobs.readers import FORMATS, detect_format
@@ -26,11 +26,12 @@ from retrieval.kb import KB_COLUMNS, KB_ID, QUERY, read_kb
 
 log = logging.getLogger(__name__)
 
+STAGE = ".stage"  # scratch shards of the KB rows while they are embedded
+WRITES = (artifact.MANIFEST, artifact.ROWS, artifact.EMBEDDINGS, artifact.CENTER, artifact.INDEX, STAGE)
+
 
 def run(cfg: Any) -> dict[str, Any]:
     """Build the artifact described by ``cfg.kb`` with ``cfg.encoder``; returns its manifest."""
-    from omegaconf import OmegaConf
-
     settings.validate_backend(cfg)
     if not cfg.kb.path:
         raise ValueError("kb.path is required: the trusted KB file to index")
@@ -40,16 +41,25 @@ def run(cfg: Any) -> dict[str, Any]:
     if cfg.kb.format not in FORMATS:
         raise ValueError(f"unknown kb.format {cfg.kb.format!r}; choose one of {', '.join(FORMATS)}")
     resolve_index_type(cfg.kb.index_type, 0)
-    out = Path(cfg.kb.output)
+    fmt = detect_format(src) if cfg.kb.format == "auto" else cfg.kb.format
+    n_records, digest = scan(src, fmt)
+    if n_records == 0:
+        raise ValueError(f"no records in KB file {src}: nothing to index")
+    with rundir.claim(cfg.kb.output, "kb_build", WRITES, [src]) as run_dir:
+        return build(cfg, src, fmt, digest, run_dir.path)
+
+
+def build(cfg: Any, src: Path, fmt: str, digest: str, out: Path) -> dict[str, Any]:
+    """Read, embed and index the KB into the claimed artifact directory ``out``; returns its manifest."""
+    from omegaconf import OmegaConf
+
     timings: dict[str, float] = {}
     with timed(timings, "encoder"):
         enc = settings.encoder_spec(cfg)
     with timed(timings, "read"):
-        fmt = detect_format(src) if cfg.kb.format == "auto" else cfg.kb.format
-        _, digest = scan(src, fmt)
         kb = read_kb(src, fmt, settings.fields_from(cfg.kb.fields), cfg.kb.text_field, cfg.kb.limit)
     if not kb.rows:
-        raise ValueError(f"no usable KB rows in {src} (rejected: {kb.rejected})")
+        raise ValueError(f"no usable KB rows in {src} (rejected: {dict(kb.rejected) or 'the file has no records'})")
     rows = pa.Table.from_pylist(kb.rows).select(KB_COLUMNS)
     with timed(timings, "embed"):
         raw = embed_rows(rows, out, enc, cfg)
@@ -78,7 +88,7 @@ def embed_rows(rows: pa.Table, out: Path, enc: dict[str, Any], cfg: Any) -> np.n
     """Raw (un-normalised) embeddings of every KB row's query text, in row order, via Ray Data."""
     from jobs.retrieve import EmbedActor
 
-    stage = out / ".stage"
+    stage = out / STAGE
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     size = shard_size(rows.num_rows)

@@ -1,7 +1,6 @@
 """Output files: scores.parquet, selected.jsonl, manifest.json (all written atomically)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -66,21 +65,62 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_selected(shards: Iterable[str], positions: np.ndarray, path: Path) -> int:
-    """Write the raw input records at ``positions`` in input order, one per line; returns the count."""
+def write_selected(shards: Iterable[str], positions: np.ndarray, path: Path, scores: pa.Table | None = None) -> int:
+    """Write the raw input records at ``positions`` in input order, one per line; returns the count.
+    With ``scores`` (position-sorted), each written record's id must be the id the scores hold for that
+    position, and exactly the selected rows must be written: anything else is a loud error."""
     positions = np.sort(np.asarray(positions, dtype=np.int64))
+    want_ids = None if scores is None else np.asarray(scores.column(schema.ID).to_pylist(), dtype=object)
     n = 0
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for shard in sorted(shards):  # shards are position-ordered
-            t = pq.read_table(shard, columns=[schema.POSITION, schema.RAW])
-            keep = np.flatnonzero(np.isin(t.column(schema.POSITION).to_numpy(), positions))
+            t = pq.read_table(shard, columns=[schema.ID, schema.POSITION, schema.RAW])
+            pos = t.column(schema.POSITION).to_numpy()
+            keep = np.flatnonzero(np.isin(pos, positions))
+            if want_ids is not None and len(keep):
+                ids = np.asarray(t.column(schema.ID).to_pylist(), dtype=object)[keep]
+                if pos[keep].max() >= len(want_ids) or not np.array_equal(ids, want_ids[pos[keep]]):
+                    tmp.unlink(missing_ok=True)
+                    raise RuntimeError(f"the records in {Path(shard).parent} do not belong to these scores "
+                                       f"(ids differ); refusing to write {path.name}")
             raws = t.column(schema.RAW).to_pylist()
             for i in keep:
                 f.write(raws[i] + "\n")
             n += len(keep)
+    if n != len(positions):
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"{len(positions)} rows were selected but {n} records were found; refusing to "
+                           f"write {path.name}")
     os.replace(tmp, path)
     return n
+
+
+def check_records(shards: Iterable[str], scores: pa.Table) -> None:
+    """The run's record shards must hold exactly the rows (ids, positions) of its scores table."""
+    t = pa.concat_tables([pq.read_table(s, columns=[schema.ID, schema.POSITION]) for s in sorted(shards)])
+    same = (t.num_rows == scores.num_rows
+            and t.column(schema.POSITION).to_pylist() == scores.column(schema.POSITION).to_pylist()
+            and t.column(schema.ID).to_pylist() == scores.column(schema.ID).to_pylist())
+    if not same:
+        raise ValueError(f"the records of this run ({t.num_rows} rows) do not match its scores.parquet "
+                         f"({scores.num_rows} rows, ids differ): the run directory is inconsistent")
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Hard-link every file of ``src`` into ``dst`` (a copy where links cannot be made), replacing what
+    ``dst`` held. Winnow's writers replace files by rename, never in place, so a link never changes."""
+    import shutil
+
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file():
+            try:
+                os.link(f, dst / f.name)
+            except OSError:
+                shutil.copy2(f, dst / f.name)
 
 
 def save_npy(a: np.ndarray, path: Path) -> None:
@@ -98,15 +138,13 @@ def write_json(obj: Any, path: Path) -> None:
 
 
 def model_identity(path: Path, name: str) -> dict[str, Any]:
-    """Name, architecture and a digest of config + weight file sizes (cheap, stable)."""
+    """Name, architecture and a digest of the model directory's contents (weights, config,
+    tokenizer): what resume and the KB encoder check compare."""
+    from scoring.models import model_digest
+
     cfg = json.loads((path / "config.json").read_text())
-    h = hashlib.sha256((path / "config.json").read_bytes())
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        h.update(f"{f.name}:{f.stat().st_size}".encode())
-    if (path / "train_log.json").exists():  # a checkpoint Winnow trained: same sizes, different weights
-        h.update((path / "train_log.json").read_bytes())
     return {"name": name, "path": str(path), "architectures": cfg.get("architectures"),
-            "model_type": cfg.get("model_type"), "digest": h.hexdigest()[:16]}
+            "model_type": cfg.get("model_type"), "digest": model_digest(path)[:16]}
 
 
 def versions() -> dict[str, str]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -65,13 +64,6 @@ def read_shards(batch: pa.Table) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def rows_per_call(batch_size: Any, n_rows: int, actors: int) -> int:
-    """Rows per actor call: as configured, or (auto) two calls per actor, clamped to 16..256."""
-    if batch_size != "auto":
-        return int(batch_size)
-    return max(16, min(256, math.ceil(n_rows / (2 * actors))))
-
-
 def shard_item(shard: str, columns: list[str] | None = None, extra: str = "",
                extra_columns: list[str] | None = None) -> dict[str, Any]:
     """One unit of work for :func:`stream` (a uniform dict, as Ray Data wants one schema)."""
@@ -112,7 +104,8 @@ def stream(items: list[dict[str, Any]], actor_cls: type, spec: dict[str, Any], c
     # reading a shard is light I/O: it must never wait for CPUs the actors hold (deadlock on a node
     # whose CPUs all go to actors, e.g. one 2-thread actor on a 2-CPU head)
     ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0)
-    per_call = rows_per_call(cfg.backend.batch_size, n_rows, actors)
+    # batch_size=None: one actor call per block, i.e. per shard. A row's batch companions then depend
+    # only on its shard, never on arrival order, so scores are bit-identical run after run.
     renderers = spec.get("render_actors", 0)
     renderers = actors if renderers == "per_scorer" else int(renderers)
     if renderers and getattr(actor_cls, "PRE_RENDERED", False):
@@ -120,10 +113,10 @@ def stream(items: list[dict[str, Any]], actor_cls: type, spec: dict[str, Any], c
 
         # tokenisation on CPU actors, streamed ahead of the scorers (1 CPU each)
         log.info("render stage: %d CPU actor(s)", renderers)
-        ds = ds.map_batches(RenderActor, fn_constructor_args=(spec,), batch_size=per_call,
+        ds = ds.map_batches(RenderActor, fn_constructor_args=(spec,), batch_size=None,
                             compute=ray.data.ActorPoolStrategy(size=renderers), num_cpus=1, batch_format="numpy")
     out = ds.map_batches(
-        actor_cls, fn_constructor_args=(spec,), batch_size=per_call,
+        actor_cls, fn_constructor_args=(spec,), batch_size=None,
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus,
         batch_format="numpy")  # Ray Data restarts dead actors and retries their tasks by default
     done, t0, last = 0, time.time(), time.time()

@@ -7,10 +7,16 @@ earlier (the history, as JSON).
 """
 from __future__ import annotations
 
+import base64
+import datetime
 import gzip
 import hashlib
 import json
 import logging
+import math
+import re
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -46,18 +52,22 @@ class Row:
 
 
 def detect_format(path: Path) -> str:
-    """Format from the extension, else from the first non-blank byte; a clear error otherwise."""
+    """Format from the extension (``.parquet``, ``.jsonl``/``.ndjson``; ``.json`` is a JSON array, or
+    JSON lines when its first value is an object, as Hugging Face writes them), else from the first
+    non-blank byte; a clear error otherwise. A UTF-8 BOM is skipped."""
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".parquet"):
         return "parquet"
     if name.endswith(".jsonl") or name.endswith(".ndjson"):
         return "jsonl"
-    with open_input(path) as f:
-        head = f.read(4096).lstrip()
+    with reading(path), open_input(path) as f:
+        head = f.read(4096).removeprefix(BOM).lstrip()
     if head[:1] == b"[":
         return "json"
     if head[:1] == b"{":
         return "jsonl"
+    if name.endswith(".json"):
+        return "json"  # the JSON reader names what is wrong with the file
     raise ValueError(f"cannot detect the format of {path}: expected a JSON array, JSON lines or "
                      f"Parquet; set data.format to one of {', '.join(FORMATS[1:])}")
 
@@ -67,31 +77,67 @@ def open_input(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turn a file that cannot be read at all (damaged gzip, not Parquet) into one clear error."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path} is a damaged or truncated gzip file ({e}); nothing was written") from e
+    except pa.ArrowInvalid as e:
+        raise ValueError(f"{path} is not a readable Parquet file ({e})") from e
+
+
 def iter_raw(path: Path, fmt: str) -> Iterator[Row]:
     """Yield one :class:`Row` per physical record, with the parsed object or a parse error."""
-    if fmt == "jsonl":
-        yield from _iter_jsonl(path)
-    elif fmt == "json":
-        with open_input(path) as f:
-            try:
-                data = json.loads(f.read().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ValueError(f"{path} is not a valid JSON array ({e}); use JSON lines to keep "
-                                 f"the valid records of a damaged file") from e
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON array of records, got {type(data).__name__}")
-        for i, rec in enumerate(data):
-            yield Row(i, json.dumps(rec, ensure_ascii=False), rec)
-    elif fmt == "parquet":
-        yield from _iter_parquet(path)
-    else:
+    readers = {"jsonl": _iter_jsonl, "json": _iter_json_array, "parquet": _iter_parquet}
+    if fmt not in readers:
         raise ValueError(f"unknown data.format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    with reading(path):
+        yield from readers[fmt](path)
+
+
+BOM = b"\xef\xbb\xbf"
+# a \uD800-\uDFFF escape: only then can a parsed string hold a lone surrogate (checked exactly)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def parse_record(text: str) -> tuple[Any, str | None, str]:
+    """(record, error, raw line) for one JSON text. The raw line is the text itself unless it used
+    ``NaN``/``Infinity`` (not JSON: re-serialised with null); lone surrogates are ``invalid_utf8``,
+    nesting too deep for the parser ``malformed_json``."""
+    try:
+        try:
+            rec = json.loads(text, parse_constant=_constant)
+        except _NonFinite:
+            rec = json.loads(text)
+            text = to_json_line(rec)
+    except (json.JSONDecodeError, RecursionError):
+        return None, schema.E_MALFORMED, text
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return None, schema.E_BAD_UTF8, text
+    return rec, None, text
 
 
 def _iter_jsonl(path: Path) -> Iterator[Row]:
     pos = 0
     with open_input(path) as f:
         for line in f:
+            if pos == 0:
+                line = line.removeprefix(BOM)
             if not line.strip():
                 continue  # blank lines are not records
             try:
@@ -100,11 +146,64 @@ def _iter_jsonl(path: Path) -> Iterator[Row]:
                 yield Row(pos, line.decode("utf-8", "replace").rstrip("\r\n"), error=schema.E_BAD_UTF8)
                 pos += 1
                 continue
-            try:
-                yield Row(pos, text, json.loads(text))
-            except json.JSONDecodeError:
-                yield Row(pos, text, error=schema.E_MALFORMED)
+            rec, err, raw = parse_record(text)
+            yield Row(pos, raw, rec, err)
             pos += 1
+
+
+# tokens that matter for finding the array's elements: whole strings (skipped in C) and brackets
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.S)
+
+
+def split_json_array(text: str) -> Iterator[str]:
+    """The texts of the top-level elements of a JSON array, without parsing them: one damaged or
+    absurdly nested element becomes one bad record instead of failing the file. An unterminated
+    array yields its tail as a last (malformed) element; data after the array's end is one too."""
+    body = text.lstrip()
+    if not body.startswith("["):
+        raise ValueError("expected a JSON array of records")
+    base = len(text) - len(body)
+    depth, seg = 0, base + 1
+    for m in _JSON_TOKEN.finditer(text, base):
+        t = m.group()
+        if t[0] == '"':
+            continue
+        if t in "[{":
+            depth += 1
+        elif t in "]}":
+            depth -= 1
+            if depth == 0:
+                last = text[seg:m.start()].strip()
+                if last:
+                    yield last
+                rest = text[m.end():].strip()
+                if rest:
+                    yield rest
+                return
+        elif depth == 1:  # a comma between elements
+            yield text[seg:m.start()].strip()
+            seg = m.end()
+    tail = text[seg:].strip()
+    if tail:
+        yield tail
+
+
+def _iter_json_array(path: Path) -> Iterator[Row]:
+    with open_input(path) as f:
+        data = f.read().removeprefix(BOM)
+    text = data.decode("utf-8", "surrogateescape")  # a bad byte spoils its own element only
+    try:
+        elements = split_json_array(text)
+        for i, el in enumerate(elements):
+            try:
+                el.encode("utf-8")
+            except UnicodeEncodeError:
+                yield Row(i, el.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), error=schema.E_BAD_UTF8)
+                continue
+            rec, err, _ = parse_record(el)
+            yield Row(i, el if err else to_json_line(rec), rec, err)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}; use JSON lines, or data.format=jsonl if it holds one record per line") from e
 
 
 def _iter_parquet(path: Path) -> Iterator[Row]:
@@ -113,8 +212,35 @@ def _iter_parquet(path: Path) -> Iterator[Row]:
     pos = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
         for rec in batch.to_pylist():
-            yield Row(pos, json.dumps(rec, ensure_ascii=False, default=str), rec)
+            yield Row(pos, to_json_line(rec), rec)
             pos += 1
+
+
+def _json_default(v: Any) -> Any:
+    """JSON for what Parquet holds and JSON lacks: bytes as base64 text, dates as ISO 8601."""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(v)).decode("ascii")
+    if isinstance(v, (datetime.date, datetime.time)):
+        return v.isoformat()
+    return str(v)
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def to_json_line(rec: Any) -> str:
+    """One line of valid JSON for a record: NaN/Infinity become null, bytes base64 (``selected.jsonl``)."""
+    try:
+        return json.dumps(rec, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except ValueError:
+        return json.dumps(_finite(rec), ensure_ascii=False, allow_nan=False, default=_json_default)
 
 
 def _first(d: dict, keys: tuple[str, ...]) -> Any:
@@ -132,7 +258,8 @@ def _conversation(turns: Any, f: Fields) -> tuple[dict[str, str] | None, str | N
         role, content = _first(t, f.role_keys), _first(t, f.content_keys)
         if not isinstance(content, str):
             return None, f"{schema.E_NOT_STRING}:content"
-        role = "user" if role in _USER else "assistant" if role in _ASSISTANT else str(role)
+        role = str(role).strip().lower()
+        role = "user" if role in _USER else "assistant" if role in _ASSISTANT else role
         msgs.append({"role": role, "content": content})
     last_a = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=-1)
     last_u = max((i for i, m in enumerate(msgs[: max(last_a, 0)]) if m["role"] == "user"), default=-1)

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs import outputs, report, settings, shards
+from jobs import outputs, report, rundir, settings, shards
 from jobs.ifd import Result, run_parts, timed
 from jobs.pipeline import run_stage, shard_item
-from jobs.staging import Staged, inspect_input, stage_input
+from jobs.staging import RECORDS_DIR, Staged, inspect_input, stage_input
 from retrieval import artifact
 from scoring import schema
 from scoring.models import resolve_model
@@ -32,8 +32,11 @@ from selection.scores import mean_loss, rpe_diff, rpe_ratio
 log = logging.getLogger(__name__)
 
 RETRIEVAL_DIR = "retrieval"
-EMBEDDINGS_DIR = "embeddings"
+EMBEDDINGS_DIR = shards.EMBEDDINGS_DIR
 PASSES = ("cond", "uncond", "know")
+PLOTS = ("rpe_vs_ifd.png", "rpe_hist.png", "cluster_mix.png", "outcomes.png")
+WRITES = (RECORDS_DIR, shards.SHARDS_DIR, RETRIEVAL_DIR, EMBEDDINGS_DIR, outputs.SCORES, outputs.SELECTED,
+          outputs.MANIFEST, report.REPORT, *PLOTS)
 
 
 def params(cfg: Any) -> RecostParams:
@@ -66,45 +69,51 @@ def retrieval_spec(cfg: Any, enc: dict[str, Any], template: str, kb_dir: Path) -
 def run(cfg: Any) -> Result:
     """Run the whole RECOST job for a composed config (callable from tests without Hydra)."""
     settings.validate_common(cfg)
+    settings.check_budget(cfg)
     rc = settings.render_config(cfg, PASSES)
     p = params(cfg)
     if not cfg.kb.index:
         raise ValueError("kb.index is required: a directory built by `python -m jobs.kb_build`")
     kb_dir = settings.resolve_data_path(cfg.kb.index)
     kbm = artifact.read_manifest(kb_dir)
-    out, data_path = settings.open_run(cfg)
     timings: dict[str, float] = {}
     with timed(timings, "model"):
         model_path = resolve_model(cfg.model.name)
         enc = settings.encoder_spec(cfg)
     check_encoder(enc["identity"], kbm["encoder"])
-    spec = settings.actor_spec(cfg, model_path, rc)
-    rspec = retrieval_spec(cfg, enc, rc.template, kb_dir)
-    identity = outputs.model_identity(model_path, cfg.model.name)
-    with timed(timings, "read"):
+    settings.check_chat_template(rc, model_path, bool(cfg.model.trust_remote_code))
+    data_path = settings.data_path(cfg)
+    rundir.check_inputs(Path(cfg.output_dir), WRITES, [data_path])  # before the input is even read
+    with timed(timings, "inspect"):
         src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
-        rparts = retrieval_parts(run_parts(cfg, src, identity, spec), kbm, enc, rspec)
-        rdir = shards.prepare(out, rparts, bool(cfg.resume), RETRIEVAL_DIR)
-        sdir = shards.prepare(out, {**run_parts(cfg, src, identity, spec), "retrieval": shards.run_key(rparts)},
-                              bool(cfg.resume))
-        staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg), bool(cfg.data.drop_duplicates),
-                             cfg.data.limit, cfg.data.rows_per_shard, src)
-    emb_dir = out / EMBEDDINGS_DIR
-    r_reused, s_reused = run_stages(cfg, staged, rdir, sdir, emb_dir, spec, rspec, timings)
-    with timed(timings, "select"):
-        table, result, info = merge_and_select(sdir, rdir, emb_dir, staged, cfg.selection.budget, p)
-        outputs.write_parquet(table, out / outputs.SCORES)
-        n_sel = outputs.write_selected(staged.shards, result.order, out / outputs.SELECTED)
-    manifest = build_manifest(cfg, staged, data_path, identity, kbm, kb_dir, spec, rspec, info, timings,
-                              {"total": len(staged.shards), "retrieval_reused": r_reused, "scoring_reused": s_reused,
-                               "rows_per_shard": staged.rows_per_shard})
-    outputs.write_json(manifest, out / outputs.MANIFEST)
-    write_report(out, table, result, info, {
-        "input": manifest["input"], "model": identity["name"], "kb": manifest["kb"],
-        "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows", "outcomes": info["outcomes"],
-        "selection": manifest["selection_params"], "timings_s": timings})
-    log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / outputs.SELECTED)
-    return Result(out, staged.n_rows, n_sel, info["outcomes"], timings)
+    with rundir.claim(cfg.output_dir, "recost", WRITES, [data_path, kb_dir]) as run_dir:
+        out = run_dir.path
+        spec = settings.actor_spec(cfg, model_path, rc)
+        rspec = retrieval_spec(cfg, enc, rc.template, kb_dir)
+        identity = outputs.model_identity(model_path, cfg.model.name)
+        with timed(timings, "read"):
+            rparts = retrieval_parts(run_parts(cfg, src, identity, spec), kbm, enc, rspec)
+            rdir = shards.prepare(out, rparts, bool(cfg.resume), RETRIEVAL_DIR)
+            sdir = shards.prepare(out, {**run_parts(cfg, src, identity, spec), "retrieval": shards.run_key(rparts)},
+                                  bool(cfg.resume))
+            staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg),
+                                 bool(cfg.data.drop_duplicates), cfg.data.limit, cfg.data.rows_per_shard, src)
+        emb_dir = out / EMBEDDINGS_DIR
+        r_reused, s_reused = run_stages(cfg, staged, rdir, sdir, emb_dir, spec, rspec, timings)
+        with timed(timings, "select"):
+            table, result, info = merge_and_select(sdir, rdir, emb_dir, staged, cfg.selection.budget, p)
+            outputs.write_parquet(table, out / outputs.SCORES)
+            n_sel = outputs.write_selected(staged.shards, result.order, out / outputs.SELECTED, table)
+        manifest = build_manifest(cfg, staged, data_path, identity, kbm, kb_dir, spec, rspec, info, timings,
+                                  {"total": len(staged.shards), "retrieval_reused": r_reused,
+                                   "scoring_reused": s_reused, "rows_per_shard": staged.rows_per_shard})
+        outputs.write_json(manifest, out / outputs.MANIFEST)
+        write_report(out, table, result, info, {
+            "input": manifest["input"], "model": identity["name"], "kb": manifest["kb"],
+            "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows", "outcomes": info["outcomes"],
+            "selection": manifest["selection_params"], "timings_s": timings})
+        log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / outputs.SELECTED)
+        return Result(out, staged.n_rows, n_sel, info["outcomes"], timings)
 
 
 def retrieval_parts(scoring_parts: dict[str, Any], kbm: dict[str, Any], enc: dict[str, Any],
@@ -173,23 +182,28 @@ def select_table(table: pa.Table, emb: np.ndarray, budget: float, p: RecostParam
             "mean_top1_similarity": _mean_top1(table.column(schema.KB_SIMS).to_pylist()),
             "mean_rpe_selected": _mean(rpe[result.order]), "mean_rpe_eligible": _mean(rpe[result.fused_rank >= 0]),
             "mean_ifd_selected": _mean(ifd[result.order])}
-    if len(result.order) < k:
+    if len(result.order) == 0 and k > 0:
+        info["notice"] = f"NO ROWS SELECTED: no row passed the filters (selection.max_score={p.max_score}); " \
+                         f"selected.jsonl is empty"
+        log.warning("=" * 20 + " %s " + "=" * 20, info["notice"])
+    elif len(result.order) < k:
         log.warning("only %d rows passed the filters for a budget of %d", len(result.order), k)
     return table, result, info
 
 
-def reselect(cfg: Any, scores: pa.Table, prev: dict[str, Any], out: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """``jobs.select`` on a RECOST run: new fusion / diversity / budget knobs, no rescoring.
-    Returns (selected positions, info); writes scores.parquet and the report."""
+def reselect(cfg: Any, scores: pa.Table, prev: dict[str, Any], out: Path
+             ) -> tuple[np.ndarray, dict[str, Any], pa.Table]:
+    """``jobs.select`` on a RECOST run held in ``out``: new fusion / diversity / budget knobs, no
+    rescoring. Returns (selected positions, info, table); writes scores.parquet and the report."""
     if "rpe" not in cfg.selection:
         raise ValueError("this scores.parquet comes from jobs.recost: add selection=recost to re-select it")
     p = params(cfg)
-    emb = shards.load_embeddings(Path(prev["embeddings_dir"]), int(prev["shards"]["total"]))
+    emb = shards.load_embeddings(out / EMBEDDINGS_DIR, int(prev["shards"]["total"]))
     table, result, info = select_table(scores, emb, cfg.selection.budget, p)
     outputs.write_parquet(table, out / outputs.SCORES)
     write_report(out, table, result, info, {"source": prev.get("input"), "budget": cfg.selection.budget,
                                             "selection": as_dict(cfg.selection), "outcomes": info["outcomes"]})
-    return result.order, info
+    return result.order, info, table
 
 
 def as_dict(node: Any) -> dict[str, Any]:
@@ -224,8 +238,7 @@ def build_manifest(cfg: Any, staged: Staged, data_path: Path, identity: dict[str
         "shards": shard_info,
         "scoring": {"backend": spec["backend"], "render": spec["render"], "device": spec["device"]},
         "selection_params": OmegaConf.to_container(cfg.selection, resolve=True),
-        "selection": info, "records_dir": str((Path(cfg.output_dir) / "records").resolve()),
-        "embeddings_dir": str((Path(cfg.output_dir) / EMBEDDINGS_DIR).resolve()),
+        "selection": info, "records_dir": RECORDS_DIR, "embeddings_dir": EMBEDDINGS_DIR,
         "timings_s": timings, "rows_per_s": round(staged.n_rows / max(timings["retrieve"] + timings["score"], 1e-9), 3),
         "versions": outputs.versions(),
     }
@@ -236,15 +249,15 @@ def write_report(out: Path, table: pa.Table, result: RecostResult, info: dict[st
     ifd = table.column("ifd_loss").to_numpy(zero_copy_only=False)
     rpe = table.column("rpe_diff").to_numpy(zero_copy_only=False)
     sel = result.outcome == "selected"
-    report.plot_scatter(ifd, rpe, sel, "IFD (loss ratio)", "RPE = H(A|Q) - H(A|K,Q)", out / "rpe_vs_ifd.png")
-    report.plot_histogram(rpe, None, None, "RPE (difference form, nats/token)", out / "rpe_hist.png")
-    report.plot_cluster_mix(result.cluster, result.cluster[result.order], out / "cluster_mix.png")
-    report.plot_counts(info["outcomes"], "rows by outcome", out / "outcomes.png")
-    imgs = [("rpe_vs_ifd.png", "relative predictive entropy vs IFD (selected in orange)"),
-            ("rpe_hist.png", "RPE distribution"),
-            ("cluster_mix.png", "cluster mix: pool vs selection"),
-            ("outcomes.png", "rows by outcome")]
-    return report.write_report(out, "Winnow RECOST selection", {**summary, "selection_info": info}, imgs)
+    scatter, hist, mix, outcomes = (out / name for name in PLOTS)
+    report.plot_scatter(ifd, rpe, sel, "IFD (loss ratio)", "RPE = H(A|Q) - H(A|K,Q)", scatter)
+    report.plot_histogram(rpe, None, None, "RPE (difference form, nats/token)", hist)
+    report.plot_cluster_mix(result.cluster, result.cluster[result.order], mix)
+    report.plot_counts(info["outcomes"], "rows by outcome", outcomes)
+    imgs = list(zip(PLOTS, ("relative predictive entropy vs IFD (selected in orange)", "RPE distribution",
+                            "cluster mix: pool vs selection", "rows by outcome")))
+    return report.write_report(out, "Winnow RECOST selection", {**summary, "selection_info": info}, imgs,
+                               info.get("notice"))
 
 
 def main() -> None:

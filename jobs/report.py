@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+REPORT = "report.html"
+
 
 def _plt():
     import matplotlib
@@ -114,16 +116,21 @@ def plot_rounds(rounds: list[int], sizes: list[int], radius: list[float], path: 
     plt.close(fig)
 
 
-def write_report(out: Path, title: str, summary: dict[str, Any], images: list[tuple[str, str]]) -> Path:
-    """A self-contained HTML page linking the PNGs next to it."""
+def write_report(out: Path, title: str, summary: dict[str, Any], images: list[tuple[str, str]],
+                 notice: str | None = None) -> Path:
+    """A self-contained HTML page linking the PNGs next to it; ``notice`` is shown first, in red."""
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(json.dumps(v, default=str, indent=1) if isinstance(v, (dict, list)) else str(v))}</pre></td></tr>"
                    for k, v in summary.items())
+    warn = (f"<p class='notice' style='color:#b00;font-weight:bold;border:2px solid #b00;padding:.5em'>"
+            f"{html.escape(notice)}</p>") if notice else ""
     figs = "".join(f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(c)}</figcaption></figure>'
                    for f, c in images)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}th{text-align:left;"
             "vertical-align:top;padding-right:1em}pre{margin:0}figure{display:inline-block;margin:.5em}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1><table>{rows}</table>{figs}</body></html>")
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
+            f"</head><body><h1>{html.escape(title)}</h1>{warn}<table>{rows}</table>{figs}</body></html>")
+    path = out / REPORT
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
     return path

@@ -51,11 +51,9 @@ def resolve_data_path(path: str) -> Path:
     return alt if alt.exists() else p
 
 
-def open_run(cfg: Any) -> tuple[Path, Path]:
-    """(output directory, created; input path, resolved) — the start of every pool job."""
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return out, resolve_data_path(cfg.data.path)
+def data_path(cfg: Any) -> Path:
+    """The pool's input file (``data.path``), resolved."""
+    return resolve_data_path(cfg.data.path)
 
 
 def fields(cfg: Any) -> Fields:
@@ -161,6 +159,7 @@ def actor_spec(cfg: Any, model_path: Path, rc: RenderConfig) -> dict[str, Any]:
         "num_gpus": gpus_per_scorer(b) if dev == "cuda" else 0.0,
         "head_only": bool(b.get("head_only", True)), "compile": compile_decoder(b, dev),
         "render_actors": render_actors(b, dev),
+        "chunk_rows": None if b.batch_size == "auto" else int(b.batch_size),
         "policy": {"max_batch_tokens": mbt, "max_batch_rows": int(b.max_batch_rows)},
         "render": {**asdict(rc), "limits": asdict(rc.limits), "passes": list(rc.passes)},
     }
@@ -191,10 +190,28 @@ def validate_backend(cfg: Any) -> None:
 
 
 def validate_common(cfg: Any) -> None:
-    """Checks every scoring job shares: input format and backend."""
+    """Checks every scoring job shares: input format, row limit, batch size and backend."""
     if cfg.data.format not in FORMATS:
         raise ValueError(f"unknown data.format {cfg.data.format!r}; choose one of {', '.join(FORMATS)}")
+    limit = cfg.data.limit
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise ValueError(f"data.limit must be a positive row count (or null for all rows), got {limit!r}")
+    bs = cfg.backend.get("batch_size", "auto")
+    if bs != "auto" and (isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0):
+        raise ValueError(f"backend.batch_size must be auto or a positive row count, got {bs!r}")
     validate_backend(cfg)
+
+
+def check_chat_template(rc: RenderConfig, model_path: Path, trust_remote_code: bool = False) -> None:
+    """``template=chat`` needs the tokenizer's own chat template: refuse on the driver, before scoring,
+    instead of failing every row."""
+    if rc.template != "chat":
+        return
+    from scoring.models import load_tokenizer
+
+    if not getattr(load_tokenizer(model_path, trust_remote_code), "chat_template", None):
+        raise ValueError(f"method.template=chat needs a tokenizer with a chat template, and the one in "
+                         f"{model_path} has none; choose method.template=alpaca, vicuna or none")
 
 
 def validate(cfg: Any) -> None:
@@ -203,7 +220,15 @@ def validate(cfg: Any) -> None:
     score = variant_value(cfg, "score", "selection") if "score" in cfg.selection else None
     if score not in SCORES:
         raise ValueError(f"unknown selection.score {score!r}; choose one of {', '.join(SCORES)}")
+    check_budget(cfg)
     render_config(cfg)
+
+
+def check_budget(cfg: Any) -> None:
+    """``selection.budget``: an integer row count or a fraction in (0, 1], checked at start."""
+    from selection.budget import resolve_budget
+
+    resolve_budget(cfg.selection.budget, 1)
 
 
 def compose(name: str, overrides: list[str]) -> Any:

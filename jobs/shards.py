@@ -21,6 +21,7 @@ from scoring import schema
 log = logging.getLogger(__name__)
 
 SHARDS_DIR = "shards"
+EMBEDDINGS_DIR = "embeddings"  # float16 per-shard vectors beside the shards (RECOST's query embeddings)
 RUN_FILE = "run.json"
 
 

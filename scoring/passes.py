@@ -28,6 +28,15 @@ _CHERRY_DIRECT_OFFSET = {"alpaca": -2, "vicuna": 6}
 # The reference selection script (data_by_IFD.py) re-derives the answer length at this offset.
 _CHERRY_GUARD_OFFSET = {"alpaca": 4, "vicuna": 6}
 PASSES = ("cond", "uncond", "know")
+# Text longer than the window can use is cut in characters before tokenising (a 50 MB record would
+# otherwise be tokenised whole to keep 511 tokens). No token of these tokenizers spans more than a few
+# dozen characters, so a cut this far out leaves the kept tokens unchanged; the row is flagged.
+CHARS_PER_TOKEN = 32
+
+
+def char_cap(limits: Limits) -> int:
+    """Characters of a text that can matter for a window of ``limits.max_length`` tokens."""
+    return CHARS_PER_TOKEN * max(limits.max_length, 1)
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,14 @@ def _prompts(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any) -> lis
 
 def render_clean(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any) -> list[Rendered]:
     """Clean rendering: exact spans by construction, identical response ids in every pass."""
+    cap = char_cap(cfg.limits)
     prompts = _prompts(rows, cfg, tok)
+    responses = [r[schema.OUTPUT] for r in rows]
+    cut_prompt = [len(p) > cap for p in prompts]
+    cut_response = [len(a) > cap for a in responses]
     is_chat = cfg.template == "chat"
-    ctx_ids = tok(prompts, add_special_tokens=not is_chat)["input_ids"]
-    resp_ids = tok([r[schema.OUTPUT] for r in rows], add_special_tokens=False)["input_ids"]
+    ctx_ids = tok([p[-cap:] for p in prompts], add_special_tokens=not is_chat)["input_ids"]
+    resp_ids = tok([a[:cap] for a in responses], add_special_tokens=False)["input_ids"]
     start = start_token(tok)
     header = DIRECT_HEADERS[cfg.template]
     if cfg.uncond_prefix == "header" and header:
@@ -103,6 +116,7 @@ def render_clean(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any) ->
         if know is not None:
             contexts["know"] = know_context(ctx, know[i], start, is_chat)
         r = assemble({k: v for k, v in contexts.items() if k in cfg.passes}, list(resp) + eos, cfg.limits, start)
+        flag_char_cut(r, cut_prompt[i], cut_response[i], cfg.limits)
         if know is not None and not r.error:
             r.knowledge_tokens = max(0, r.passes["know"].n_ctx - r.passes["cond"].n_ctx)
             r.knowledge_truncated = r.knowledge_tokens < len(know[i])
@@ -110,10 +124,22 @@ def render_clean(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any) ->
     return out
 
 
+def flag_char_cut(r: Rendered, prompt_cut: bool, response_cut: bool, limits: Limits) -> None:
+    """Flag a row whose text was cut in characters: as truncated, or refused where the response
+    may not be cut."""
+    if r.error:
+        return
+    r.truncated = r.truncated or prompt_cut
+    if response_cut and not limits.truncate_response:
+        r.error, r.passes = schema.E_RESPONSE_TOO_LONG, {}
+    r.response_truncated = r.response_truncated or response_cut
+
+
 def _knowledge_ids(rows: Sequence[dict[str, Any]], cfg: RenderConfig, tok: Any) -> list[list[int]] | None:
     if "know" not in cfg.passes:
         return None
-    texts = [r.get(schema.KNOWLEDGE) or "" for r in rows]
+    cap = char_cap(cfg.limits)
+    texts = [(r.get(schema.KNOWLEDGE) or "")[-cap:] for r in rows]
     return [list(x) for x in tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
 
 
@@ -139,9 +165,9 @@ def _span(tok: Any, text: str, answer: str, max_length: int) -> PassIds:
 
 def render_cherry_row(row: dict[str, Any], cfg: RenderConfig, tok: Any) -> Rendered:
     """Reference (Cherry LLM ``--mod cherry``) semantics for one row; see the module docstring."""
-    max_len = cfg.limits.max_length
-    answer = row[schema.OUTPUT]
-    prompt = render_prompt(cfg.template, row[schema.INSTRUCTION], row[schema.INPUT] or "", _history(row))
+    max_len, cap = cfg.limits.max_length, char_cap(cfg.limits)
+    answer = row[schema.OUTPUT][:cap]  # the reference keeps the head of the text: cut the tail
+    prompt = render_prompt(cfg.template, row[schema.INSTRUCTION], row[schema.INPUT] or "", _history(row))[:cap]
     header = DIRECT_HEADERS[cfg.template]
     instr_len = len(tok.encode(prompt, truncation=True, max_length=max_len))
     out = Rendered(prompt_tokens=instr_len, response_tokens=len(tok.encode(answer, add_special_tokens=False)))

@@ -34,6 +34,12 @@ CASES: list[tuple[bytes, str | None]] = [
     (json.dumps({"messages": [{"role": "user", "content": ["not", "a string"]},
                               {"role": "assistant", "content": "x"}]}).encode(), "non_string_field:content"),
     (json.dumps(GOOD[2]).encode(), None),
+    # nested 10,000 levels deep: more than the JSON parser's recursion allows
+    (b'{"instruction": "deep", "output": "x", "extra": ' + b"[" * 10000 + b"]" * 10000 + b"}", "malformed_json"),
+    (b'{"instruction": "scraped \\ud800 text", "output": "lone surrogate"}', "invalid_utf8"),
+    (b'{"instruction": "emoji \\ud83d\\ude00 pair", "output": "a valid surrogate pair"}', None),
+    (json.dumps({"messages": [{"role": "USER", "content": "Upper-case roles?"},
+                              {"role": "ASSISTANT", "content": "Matched case-insensitively."}]}).encode(), None),
 ]
 
 

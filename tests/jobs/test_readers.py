@@ -68,4 +68,49 @@ def test_bad_input_corpus_loses_no_row(tmp_path):
     assert t.column(schema.ERROR).to_pylist() == expected
     assert len(set(t.column(schema.ID).to_pylist())) == len(expected)  # ids unique even for duplicates
     assert staged.errors["ok"] == sum(e is None for e in expected)
-    assert staged.n_rows == len(expected) and len(staged.shards) == 5
+    assert staged.n_rows == len(expected) and len(staged.shards) == -(-len(expected) // 4)
+
+
+def test_bom_is_decoded_for_jsonl_and_json(tmp_path):
+    rec = json.dumps(GOOD[0]).encode()
+    jl = tmp_path / "bom.jsonl"
+    jl.write_bytes(b"\xef\xbb\xbf" + rec + b"\n" + rec + b"\n")
+    rows = read_all(jl)
+    assert [r.error for r in rows] == [None, None] and rows[0].fields == rows[1].fields
+    arr = tmp_path / "bom.json"
+    arr.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode())
+    assert detect_format(arr) == "json" and [r.error for r in read_all(arr)] == [None] * 3
+
+
+def test_json_extension_decides_and_json_lines_in_dot_json_are_read(tmp_path):
+    p = tmp_path / "lines.json"
+    p.write_text("\n".join(json.dumps(g) for g in GOOD) + "\n")
+    assert detect_format(p) == "jsonl"
+    odd = tmp_path / "odd.json"
+    odd.write_text("  not json at all")
+    assert detect_format(odd) == "json"
+    with pytest.raises(ValueError, match="expected a JSON array"):
+        read_all(odd)
+
+
+def test_json_array_elements_fail_alone(tmp_path):
+    """A damaged or absurdly nested element is one bad record; an unterminated array keeps its rows."""
+    deep = "[" * 10000 + "]" * 10000
+    text = "[" + json.dumps(GOOD[0]) + ', {"instruction": "d", "output": "x", "e": ' + deep + "}, " \
+        + '{"broken": }, "a string", ' + json.dumps(GOOD[1]) + ', {"instruction": "tail", "out'
+    p = tmp_path / "damaged.json"
+    p.write_text(text)
+    rows = read_all(p)
+    assert [r.error for r in rows] == [None, "malformed_json", "malformed_json", "not_an_object", None,
+                                       "malformed_json"]
+    from jobs.staging import scan
+
+    assert scan(p, "json")[0] == len(rows)
+
+
+def test_nan_in_a_record_becomes_null_in_the_raw_line(tmp_path):
+    p = tmp_path / "nan.jsonl"
+    p.write_text('{"instruction": "q", "output": "a", "score": NaN, "inf": [Infinity]}\n')
+    (row,) = read_all(p)
+    assert row.error is None and json.loads(row.raw, parse_constant=lambda c: pytest.fail(c)) == \
+        {"instruction": "q", "output": "a", "score": None, "inf": [None]}

@@ -130,3 +130,29 @@ def test_know_pass_refused_in_cherry_mode():
         RenderConfig(mode="cherry", uncond_prefix="header", passes=KNOW).validate()
     with pytest.raises(ValueError, match="passes"):
         RenderConfig(passes=("uncond", "bogus")).validate()
+
+
+def test_huge_text_is_cut_in_characters_before_tokenising(tiny_model):
+    """A 20 MB response and a 20 MB instruction render in well under a second, flagged, and the kept
+    tokens equal those of a whole-text tokenisation of a shorter but still over-long row."""
+    import time
+
+    from scoring.passes import CHARS_PER_TOKEN, RenderConfig, render_rows
+    from scoring.render import Limits
+
+    tok, _ = tiny_model
+    cfg = RenderConfig(limits=Limits(max_length=64))
+    unit = "The quick brown fox jumps. "
+    huge = unit * (20_000_000 // len(unit))
+    just_over = unit * (CHARS_PER_TOKEN * 64 // len(unit) + 5)
+    rows = [{"instruction": "Q", "input": "", "output": huge, "history": "", "error": None},
+            {"instruction": huge, "input": "", "output": "A short answer.", "history": "", "error": None}]
+    t0 = time.time()
+    big = render_rows(rows, cfg, tok)
+    assert time.time() - t0 < 5
+    assert big[0].response_truncated and big[1].truncated and not big[0].error and not big[1].error
+    ref = render_rows([{**rows[0], "output": just_over}, {**rows[1], "instruction": just_over}], cfg, tok)
+    assert big[0].passes["cond"].ids == ref[0].passes["cond"].ids
+    assert big[1].passes["cond"].ids == ref[1].passes["cond"].ids
+    refused = render_rows(rows[:1], RenderConfig(limits=Limits(max_length=64, truncate_response=False)), tok)
+    assert refused[0].error == "response_too_long"

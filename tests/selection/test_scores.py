@@ -31,7 +31,8 @@ def test_budget_is_fraction_of_input_or_count():
     assert resolve_budget(0.05, 300) == 15
     assert resolve_budget(0.001, 300) == 1
     assert resolve_budget(40, 300) == 40 and resolve_budget(400, 300) == 300
-    for bad in (0, -1, 1.5, float("nan")):
+    assert resolve_budget(1.0, 10) == 10 and resolve_budget(1, 10) == 1  # a float is a fraction
+    for bad in (0, -1, 1.5, 2.0, float("nan"), True):
         with pytest.raises(ValueError):
             resolve_budget(bad, 10)
 
