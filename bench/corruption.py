@@ -171,7 +171,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from jobs import kb_build, recost
     from jobs.settings import compose
-    from jobs.shards import load_embeddings
+    from records.shards import load_embeddings
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

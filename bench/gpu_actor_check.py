@@ -10,7 +10,6 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,9 @@ import torch
 
 from bench.gpu_throughput import ROOT, SHARED_ALPACA, load_rows
 from jobs.actor import ScoringActor
-from scoring import schema
+from jobs.specs import ModelSpec, ScorerSpec
+from scoring.batching import BatchPolicy
+from records import schema
 from scoring.passes import RenderConfig
 from scoring.render import Limits
 
@@ -51,12 +52,10 @@ def main() -> None:
     batch[schema.POSITION] = np.array([r[schema.POSITION] for r in rows])
     out = {}
     for name, dev, comp in [("cpu", "cpu", False), ("cuda", "cuda", False), ("cuda_compiled", "cuda", True)]:
-        spec = {"backend": "hf", "model_path": tmp, "device": dev, "dtype": "float32", "threads": 4,
-                "num_gpus": 1.0, "head_only": True, "compile": comp,
-                "policy": {"max_batch_tokens": 65536 if dev == "cuda" else 4096, "max_batch_rows": 256},
-                "render": {**asdict(rc), "limits": asdict(rc.limits), "passes": list(rc.passes)}}
+        spec = ScorerSpec(model=ModelSpec(tmp, dev, "float32"), render=rc, head_only=True, compile=comp,
+                          policy=BatchPolicy(max_batch_tokens=65536 if dev == "cuda" else 4096, max_batch_rows=256))
         t = time.time()
-        out[name] = ScoringActor(spec)(batch)
+        out[name] = ScoringActor(spec, 4)(batch)
         print(name, "s", round(time.time() - t, 2), "errors",
               sum(e is not None for e in out[name][schema.ERROR]))
     for k in ("cuda", "cuda_compiled"):

@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from jobs.readers import Fields, iter_raw, normalise
-from scoring import schema
+from records.readers import Fields, iter_raw, normalise
+from records import schema
 from scoring.batching import BatchPolicy
 from scoring.hf import HFScorer
 from scoring.passes import RenderConfig, pad_token, render_rows

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from jobs.readers import Fields, iter_raw, normalise
+from records.readers import Fields, iter_raw, normalise
 from jobs.settings import ROOT
-from scoring import schema
+from records import schema
 from scoring.batching import BatchPolicy
 from scoring.engine import score_rows
 from scoring.hf import HFScorer

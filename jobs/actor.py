@@ -1,10 +1,12 @@
 """The Ray Data actor adapter: turns a scoring backend into a ``map_batches`` callable class.
 
-Constructor arguments are a plain dict (cheap to ship); the model loads inside the actor, once.
+Constructor arguments are a small frozen spec (``jobs.specs``) and the actor's thread count; the
+model loads inside the actor, once.
 A batch that makes the backend fail (an exception, including a device out-of-memory) is retried row by
 row, so one pathological row ends up with an error reason instead of killing the job. A crash that
 kills the actor process itself is Ray's to handle: the actor is restarted and the task retried.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,31 +15,23 @@ from typing import Any
 
 import numpy as np
 
-from scoring import schema
-from scoring.batching import BatchPolicy
+from jobs.specs import ScorerSpec
+from records import schema
 from scoring.engine import empty_columns, score_rendered
 from scoring.passes import RenderConfig, render_rows
-from scoring.render import RENDERED, Limits, Rendered, from_columns, to_columns
+from scoring.render import RENDERED, Rendered, from_columns, to_columns
 
 log = logging.getLogger(__name__)
 
 
-def render_config(spec: dict[str, Any]) -> RenderConfig:
-    """RenderConfig from the plain-dict spec the driver ships to actors."""
-    r = dict(spec["render"])
-    r["limits"] = Limits(**r["limits"])
-    r["passes"] = tuple(r["passes"])
-    return RenderConfig(**r)
-
-
-def setup_actor(spec: dict[str, Any]) -> None:
+def setup_actor(threads: int) -> None:
     """Per-actor process settings, shared by every actor adapter: no tokenizer fork warnings, and
-    ``spec["threads"]`` torch threads (the CPUs Ray gave the actor)."""
+    ``threads`` torch threads (the CPUs Ray gave the actor)."""
     import torch
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if spec.get("threads"):
-        torch.set_num_threads(int(spec["threads"]))
+    if threads:
+        torch.set_num_threads(int(threads))
 
 
 def batch_rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -46,24 +40,21 @@ def batch_rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     return [{k: batch[k][i] for k in keys} for i in range(len(batch[schema.ID]))]
 
 
-def build_backend(spec: dict[str, Any]) -> tuple[Any, Any]:
+def build_backend(spec: ScorerSpec) -> tuple[Any, Any]:
     """(tokenizer, backend) for a spec: ``hf`` (transformers) or ``vllm`` (one engine in this actor,
     on the GPU(s) Ray assigned it)."""
     from scoring.models import load_model, load_tokenizer
 
-    if spec.get("backend", "hf") == "vllm":
-        from scoring.vllm_backend import VLLMParams, VLLMScorer
+    m = spec.model
+    if spec.backend == "vllm":
+        from scoring.vllm_backend import VLLMScorer
 
-        tok = load_tokenizer(spec["model_path"], spec.get("trust_remote_code", False))
-        return tok, VLLMScorer.from_path(spec["model_path"], VLLMParams(**spec["vllm"]))
+        return load_tokenizer(m.path, m.trust_remote_code), VLLMScorer.from_path(m.path, spec.vllm)
     from scoring.hf import HFScorer
     from scoring.passes import pad_token
 
-    tok, model = load_model(spec["model_path"], device=spec.get("device", "cpu"), dtype=spec.get("dtype", "auto"),
-                            trust_remote_code=spec.get("trust_remote_code", False))
-    policy = BatchPolicy(**spec.get("policy", {}))
-    return tok, HFScorer(model, pad_token(tok), policy, head_only=spec.get("head_only", True),
-                         compile=bool(spec.get("compile", False)))
+    tok, model = load_model(m.path, device=m.device, dtype=m.dtype, trust_remote_code=m.trust_remote_code)
+    return tok, HFScorer(model, pad_token(tok), spec.policy, head_only=spec.head_only, compile=spec.compile)
 
 
 class RenderActor:
@@ -71,18 +62,21 @@ class RenderActor:
     ``scoring.render.to_columns``). Run ahead of GPU scorers so tokenisation overlaps the forward passes
     instead of stalling the GPU between calls (``backend.render_actors``)."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: ScorerSpec, threads: int = 1) -> None:
         from scoring.models import load_tokenizer
 
-        setup_actor({**spec, "threads": 1})
-        self.render = render_config(spec)
+        setup_actor(threads)
+        self.render = spec.render
         self.render.validate()
-        self.tok = load_tokenizer(spec["model_path"], spec.get("trust_remote_code", False))
+        self.tok = load_tokenizer(spec.model.path, spec.model.trust_remote_code)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         rendered = render_isolated(batch_rows(batch), self.render, self.tok)
-        return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION],
-                **to_columns(rendered, self.render.passes)}
+        return {
+            schema.ID: batch[schema.ID],
+            schema.POSITION: batch[schema.POSITION],
+            **to_columns(rendered, self.render.passes),
+        }
 
 
 def render_isolated(rows: list[dict[str, Any]], cfg: RenderConfig, tok: Any) -> list[Rendered]:
@@ -108,12 +102,12 @@ class ScoringActor:
 
     PRE_RENDERED = True  # accepts RenderActor output
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        setup_actor(spec)
-        self.render = render_config(spec)
+    def __init__(self, spec: ScorerSpec, threads: int = 1) -> None:
+        setup_actor(threads)
+        self.render = spec.render
         self.render.validate()
         self.tok, self.backend = build_backend(spec)
-        self.chunk_rows = spec.get("chunk_rows")
+        self.chunk_rows = spec.chunk_rows
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One call per shard (rows in position order); scored in chunks of ``chunk_rows`` rows cut in
@@ -123,10 +117,15 @@ class ScoringActor:
         else:
             rendered = render_isolated(batch_rows(batch), self.render, self.tok)
         size = int(self.chunk_rows or len(rendered) or 1)
-        parts = [self._score(rendered[s:s + size], batch[schema.POSITION][s:s + size])
-                 for s in range(0, len(rendered), size)]
-        cols = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]} if parts else \
-            empty_columns(0, self.render.passes)
+        parts = [
+            self._score(rendered[s : s + size], batch[schema.POSITION][s : s + size])
+            for s in range(0, len(rendered), size)
+        ]
+        cols = (
+            {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
+            if parts
+            else empty_columns(0, self.render.passes)
+        )
         return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION], **cols}
 
     def _score(self, rendered: list[Rendered], positions: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
 """Shared Hydra entry point: compose ``conf/<name>.yaml``, run, turn user errors into one line."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,14 @@ from typing import Any, Callable
 log = logging.getLogger("winnow")
 
 # Errors a user fixes by changing the command line or the input: one clear line, exit code 2.
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, KeyError)
+USER_ERRORS = (
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    ValueError,
+    KeyError,
+)
 
 
 def message(e: BaseException) -> str:

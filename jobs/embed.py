@@ -4,6 +4,7 @@
 ``what=instruction``: the formatted instruction only, with its perplexity from the same forward
 (Cherry's pre-experience stage: ``instr_nll_sum`` / ``instr_tokens``).
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -13,10 +14,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs.actor import batch_rows, render_config, setup_actor
-from jobs.shards import emb_column
-from scoring import schema
-from scoring.batching import BatchPolicy
+from jobs.actor import batch_rows, setup_actor
+from jobs.specs import EmbedSpec, Resources
+from records import schema
+from records.shards import emb_column
 from scoring.embed import embed_and_score
 from scoring.passes import pad_token, render_rows
 from scoring.render import PassIds
@@ -30,28 +31,35 @@ def items_for(rendered: list[Any], what: str, max_length: int) -> list[PassIds]:
     out = []
     for r in rendered:
         c = r.passes["cond"]
-        out.append(PassIds(c.ids, len(c.ids)) if what == "full" else PassIds(c.ids[: min(c.n_ctx, max_length)], 1))
+        out.append(
+            PassIds(c.ids, len(c.ids)) if what == "full" else PassIds(c.ids[: min(c.n_ctx, max_length)], 1)
+        )
     return out
 
 
 class RowEmbedActor:
     """``map_batches`` UDF: record columns in; ``emb`` (+ instruction NLL) and an error reason out."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: EmbedSpec, threads: int = 1) -> None:
         from scoring.models import load_model
 
-        setup_actor(spec)
-        if spec["what"] not in WHAT:
-            raise ValueError(f"unknown embedding target {spec['what']!r}; choose one of {', '.join(WHAT)}")
+        setup_actor(threads)
+        if spec.what not in WHAT:
+            raise ValueError(f"unknown embedding target {spec.what!r}; choose one of {', '.join(WHAT)}")
         self.spec = spec
-        rc = render_config(spec)
+        rc = spec.render
         self.max_length = rc.limits.max_length
-        if spec["what"] == "instruction":  # only the prompt matters: never let the response crowd it out
+        if spec.what == "instruction":  # only the prompt matters: never let the response crowd it out
             rc = replace(rc, limits=replace(rc.limits, max_length=1 << 30, max_response_tokens=1))
-        self.render = replace(rc, passes=("cond",), score_eos=spec["what"] == "full", mode="clean")
-        self.tok, self.model = load_model(spec["model_path"], device=spec["device"], dtype=spec.get("dtype", "auto"))
+        self.render = replace(rc, passes=("cond",), score_eos=spec.what == "full", mode="clean")
+        self.tok, self.model = load_model(
+            spec.model.path,
+            device=spec.model.device,
+            dtype=spec.model.dtype,
+            trust_remote_code=spec.model.trust_remote_code,
+        )
         self.pad = pad_token(self.tok)
-        self.policy = BatchPolicy(**spec.get("policy", {}))
+        self.policy = spec.policy
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         n = len(batch[schema.ID])
@@ -63,30 +71,41 @@ class RowEmbedActor:
         sums = np.full(n, np.nan)
         counts = np.zeros(n, dtype=np.int64)
         if good:
-            e, s, c = embed_and_score(self.model, items_for([rendered[i] for i in good], self.spec["what"], self.max_length),
-                                      self.pad, self.policy, self.spec.get("pooling", "mean"))
+            items = items_for([rendered[i] for i in good], self.spec.what, self.max_length)
+            e, s, c = embed_and_score(self.model, items, self.pad, self.policy, self.spec.pooling)
             E[good], sums[good], counts[good] = e, s, c
-        return pa.table({schema.ID: pa.array(batch[schema.ID].tolist(), pa.string()),
-                         schema.POSITION: pa.array(batch[schema.POSITION], pa.int64()),
-                         "instr_nll_sum": pa.array(sums), "instr_tokens": pa.array(counts),
-                         schema.ERROR: pa.array([r.error for r in rendered], pa.string()),
-                         schema.EMB: emb_column(E)})
+        return pa.table(
+            {
+                schema.ID: pa.array(batch[schema.ID].tolist(), pa.string()),
+                schema.POSITION: pa.array(batch[schema.POSITION], pa.int64()),
+                "instr_nll_sum": pa.array(sums),
+                "instr_tokens": pa.array(counts),
+                schema.ERROR: pa.array([r.error for r in rendered], pa.string()),
+                schema.EMB: emb_column(E),
+            }
+        )
 
 
-def embed_rows(staged: Any, model_path: Path, shard_dir: Path, emb_dir: Path, cfg: Any, rc_spec: dict[str, Any],
-               what: str, pooling: str) -> tuple[pa.Table, np.ndarray]:
+def embed_staged(
+    staged: Any, spec: EmbedSpec, resources: Resources, shard_dir: Path, emb_dir: Path, cfg: Any
+) -> tuple[pa.Table, np.ndarray]:
     """Run :class:`RowEmbedActor` over every staged shard (resumable per shard in ``shard_dir``, vectors
     in ``emb_dir``). Returns the complete position-sorted per-row table and ``[n, hidden]`` float32
     embeddings (zeros for rows with an error)."""
-    from jobs import outputs, settings, shards
     from jobs.pipeline import run_stage, shard_item
+    from records import shards, tables
 
-    spec = {**settings.actor_spec(cfg, model_path, settings.render_config(cfg)), "render": rc_spec,
-            "what": what, "pooling": pooling}
-    spec.pop("num_gpus")  # an HF embedding actor under any backend config: backend.num_gpus_per_actor
-    spec.pop("render_actors")  # it renders its own (different) passes
     shard_dir.mkdir(parents=True, exist_ok=True)
-    run_stage(shard_dir, staged.bounds, [shard_item(s) for s in staged.shards], RowEmbedActor, spec, cfg,
-              "embedded", emb_dir)
-    table = outputs.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
+    run_stage(
+        shard_dir,
+        staged.bounds,
+        [shard_item(s) for s in staged.shards],
+        RowEmbedActor,
+        spec,
+        resources,
+        cfg,
+        "embedded",
+        emb_dir,
+    )
+    table = tables.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
     return table, shards.load_embeddings(emb_dir, len(staged.shards)).astype(np.float32)

@@ -1,129 +1,268 @@
 """IFD / Superfiltering: score every row (conditioned + unconditioned passes), keep the best.
 
-    python -m jobs.ifd data.path=train.jsonl selection.budget=0.05 output_dir=out/
-    python -m jobs.ifd method=superfilter ...        # template-free, perplexity ratio
-    python -m jobs.ifd method=cherry ...             # Cherry LLM reference semantics
+python -m jobs.ifd data.path=train.jsonl selection.budget=0.05 output_dir=out/
+python -m jobs.ifd method=superfilter ...        # template-free, perplexity ratio
+python -m jobs.ifd method=cherry ...             # Cherry LLM reference semantics
 """
+
 from __future__ import annotations
 
 import logging
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from jobs import outputs, report, rundir, settings, shards
+import numpy as np
+import pyarrow as pa
+
+from jobs import report, settings, skeleton, specs
+from jobs.method import Method
 from jobs.pipeline import run_stage, shard_item
-from jobs.select import IFD_PLOTS, select_ifd, selection_settings, write_ifd_report
-from jobs.staging import RECORDS_DIR, InputInfo, Staged, inspect_input, stage_input
-from scoring.models import resolve_model
+from jobs.skeleton import PoolRun, Result, timed
+from records import schema, shards, tables, writers
+from records.layout import RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SHARDS_DIR
+from records.staging import Staged
+from scoring.models import model_identity
+from selection.budget import resolve_budget
+from selection.scores import IFD_SCORES, ifd_columns
+from selection.topk import Selection, select_top
 
 log = logging.getLogger(__name__)
 
-# top-level names this job writes under output_dir (jobs.rundir: owned by the run, nothing else touched)
-WRITES = (RECORDS_DIR, shards.SHARDS_DIR, outputs.SCORES, outputs.SELECTED, outputs.MANIFEST, report.REPORT,
-          *IFD_PLOTS)
+OUTCOME = "outcome"
+PLOTS = ("ifd_hist.png", "ifd_vs_length.png", "outcomes.png")
+RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, "manifest.json", REPORT_FILE, *PLOTS)
+# top-level names this job writes under output_dir (records.rundir: owned by the run, nothing else touched)
+WRITES = (RECORDS_DIR, SHARDS_DIR, *RESELECT_WRITES)
+EMPTY_SELECTION = (
+    "NO ROWS SELECTED: {n_scored} rows were scored but none passed the filters "
+    "(selection.max_score={max_score}, min_score={min_score}); selected.jsonl is empty"
+)
 
 
-@dataclass
-class Result:
-    """What a run produced (also returned to tests)."""
-
-    output_dir: Path
-    n_rows: int
-    n_selected: int
-    counts: dict[str, int]
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@contextmanager
-def timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    t0 = time.time()
-    yield
-    timings[name] = round(time.time() - t0, 3)
-    log.info("stage %s: %.1f s", name, timings[name])
+def validate(cfg: Any) -> None:
+    """Fail at start, naming the valid choices, before any expensive work."""
+    settings.validate_common(cfg)
+    settings.check_budget(cfg)
+    settings.render_config(cfg)
+    selection_settings(cfg).check()
 
 
 def run(cfg: Any) -> Result:
     """Run the whole IFD job for a composed config (callable from tests without Hydra)."""
-    settings.validate(cfg)
-    rc = settings.render_config(cfg)
-    sel = selection_settings(cfg, settings.VARIANTS[cfg.method.variant])
-    timings: dict[str, float] = {}
-    with timed(timings, "model"):
-        model_path = resolve_model(cfg.model.name)
-    settings.check_chat_template(rc, model_path, bool(cfg.model.trust_remote_code))
-    data_path = settings.data_path(cfg)
-    rundir.check_inputs(Path(cfg.output_dir), WRITES, [data_path])  # before the input is even read
-    with timed(timings, "inspect"):  # a missing, damaged or empty input fails before any directory exists
-        src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
-    with rundir.claim(cfg.output_dir, "ifd", WRITES, [data_path]) as run_dir:
-        return execute(cfg, run_dir.path, data_path, src, model_path, rc, sel, timings)
+    with skeleton.pool_run(cfg, "ifd", WRITES, validate) as run:
+        return score_and_select(run)
 
 
-def execute(cfg: Any, out: Path, data_path: Path, src: InputInfo, model_path: Path, rc: Any, sel: Any,
-            timings: dict[str, float]) -> Result:
-    """The job's stages inside the claimed run directory ``out``."""
-    from omegaconf import OmegaConf
+def score_and_select(run: PoolRun) -> Result:
+    """Stage, score (resumable by shard), select, write outputs + manifest + report."""
+    cfg, out, t = run.cfg, run.out, run.timings
+    spec, res = specs.scorer_spec(cfg, run.model_path, run.rc), specs.scorer_resources(cfg)
+    identity = model_identity(run.model_path, cfg.model.name)
+    with timed(t, "read"):  # refuse a mismatching resume before anything in output_dir is overwritten
+        shard_dir = shards.prepare(out, score_key(run, identity, spec), bool(cfg.resume))
+        staged = run.stage()
+    with timed(t, "score"):
+        reused, scored = score_missing(shard_dir, staged, spec, res, cfg)
+    sel = selection_settings(cfg)
+    with timed(t, "select"):
+        table = tables.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
+        table, result, info = select_ifd(tables.with_columns(table, derived(table)), sel)
+        writers.write_parquet(table, out / SCORES_FILE)
+        n_sel = writers.write_selected(staged.shards, result.order, out / SELECTED_FILE, table)
+    m = run.write_manifest(
+        staged,
+        model=identity,
+        selection=info,
+        **scoring_record(cfg, spec, staged, table),
+        shards={
+            "total": len(staged.shards),
+            "reused": reused,
+            "scored": scored,
+            "rows_per_shard": staged.rows_per_shard,
+        },
+    )
+    write_report(
+        out,
+        table,
+        sel,
+        info,
+        {
+            "input": m["input"],
+            "model": identity["name"],
+            "variant": cfg.method.variant,
+            "template": run.rc.template,
+            "budget": f"{sel.budget} -> {info['budget_rows']} rows",
+            "outcomes": info["outcomes"],
+            "timings_s": t,
+        },
+    )
+    log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / SELECTED_FILE)
+    return Result(out, staged.n_rows, n_sel, info["outcomes"], t)
 
-    spec = settings.actor_spec(cfg, model_path, rc)
-    identity = outputs.model_identity(model_path, cfg.model.name)
-    with timed(timings, "read"):
-        # refuse a mismatching resume before anything in output_dir is overwritten
-        shard_dir = shards.prepare(out, run_parts(cfg, src, identity, spec), bool(cfg.resume))
-        staged = stage_input(data_path, out, cfg.data.format, settings.fields(cfg),  # deterministic
-                             bool(cfg.data.drop_duplicates), cfg.data.limit, cfg.data.rows_per_shard, src)
-    with timed(timings, "score"):
-        reused, scored = score_missing(shard_dir, staged, spec, cfg)
-    with timed(timings, "select"):
-        table = outputs.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
-        table = outputs.with_columns(table, outputs.derived(table))
-        table, result, info = select_ifd(table, sel)
-        outputs.write_parquet(table, out / outputs.SCORES)
-        n_sel = outputs.write_selected(staged.shards, result.order, out / outputs.SELECTED, table)
-    tokens = int(sum(table.column(c).to_numpy().sum() for c in ("prompt_tokens", "response_tokens")))
-    manifest = {
-        "job": "ifd", "config": OmegaConf.to_container(cfg, resolve=True),
-        "input": {"path": str(data_path.resolve()), "sha256": staged.sha256, "format": staged.format,
-                  "rows": staged.n_rows, "read_outcomes": dict(staged.errors)},
-        "model": identity,
-        "shards": {"total": len(staged.shards), "reused": reused, "scored": scored,
-                   "rows_per_shard": staged.rows_per_shard},
-        "scoring": {"variant": cfg.method.variant, "backend": spec["backend"], "render": spec["render"],
-                    "device": spec["device"]},
-        "selection": info, "records_dir": RECORDS_DIR,
-        "timings_s": timings, "approx_tokens_scored": tokens,
-        "rows_per_s": round(staged.n_rows / max(timings["score"], 1e-9), 3),
-        "versions": outputs.versions(),
+
+def scoring_record(cfg: Any, spec: specs.ScorerSpec, staged: Staged, table: pa.Table) -> dict[str, Any]:
+    """The manifest's scoring fields: how rows were scored, tokens seen, throughput."""
+    tokens = int(
+        sum(table.column(c).to_numpy().sum() for c in (schema.PROMPT_TOKENS, schema.RESPONSE_TOKENS))
+    )
+    return {
+        "scoring": {
+            "variant": cfg.method.variant,
+            "backend": spec.backend,
+            "render": asdict(spec.render),
+            "device": spec.model.device,
+        },
+        "approx_tokens_scored": tokens,
     }
-    outputs.write_json(manifest, out / outputs.MANIFEST)
-    write_ifd_report(out, table, sel, info, {
-        "input": manifest["input"], "model": manifest["model"]["name"], "variant": cfg.method.variant,
-        "template": rc.template, "budget": f"{sel.budget} -> {info['budget_rows']} rows",
-        "outcomes": info["outcomes"], "timings_s": timings})
-    log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / outputs.SELECTED)
-    return Result(out, staged.n_rows, n_sel, info["outcomes"], timings)
 
 
-def score_missing(shard_dir: Path, staged: Staged, spec: dict[str, Any], cfg: Any) -> tuple[int, int]:
+def score_missing(
+    shard_dir: Path, staged: Staged, spec: specs.ScorerSpec, res: specs.Resources, cfg: Any
+) -> tuple[int, int]:
     """Score every shard without a completion record; returns (shards reused, shards scored)."""
     from jobs.actor import ScoringActor
 
-    return run_stage(shard_dir, staged.bounds, [shard_item(s) for s in staged.shards], ScoringActor,
-                     spec, cfg, "scored")
+    return run_stage(
+        shard_dir,
+        staged.bounds,
+        [shard_item(s) for s in staged.shards],
+        ScoringActor,
+        spec,
+        res,
+        cfg,
+        "scored",
+    )
 
 
-def run_parts(cfg: Any, info: InputInfo, identity: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+def score_key(run: PoolRun, identity: dict[str, Any], spec: specs.ScorerSpec) -> dict[str, Any]:
     """What the scores depend on. The input's path, batch sizes, actor counts and the selection are
     deliberately absent: scores do not depend on them, so they may change between a run and its resume."""
-    from omegaconf import OmegaConf
+    return {**run.input_parts(), "model": identity, **spec.identity()}
 
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "path"}
-    return {"input_sha256": info.sha256, "data": data, "format": info.format,
-            "rows": info.n_rows, "rows_per_shard": info.rows_per_shard, "model": identity,
-            "render": spec["render"], "dtype": spec["dtype"], "device": spec["device"],
-            "head_only": spec["head_only"], "backend": spec["backend"]}
+
+def derived(table: pa.Table) -> dict[str, np.ndarray]:
+    """Mean losses and both IFD forms from the stored sums and counts."""
+    return ifd_columns(
+        *tables.numeric(
+            table,
+            schema.nll_sum_col("cond"),
+            schema.tokens_col("cond"),
+            schema.nll_sum_col("uncond"),
+            schema.tokens_col("uncond"),
+        )
+    )
+
+
+# ---- the selection stage (also what jobs.select runs on a finished IFD or Cherry run) ----
+
+
+@dataclass
+class IFDSelection:
+    """The resolved selection settings (variant presets already applied)."""
+
+    budget: float
+    score: str
+    max_score: float | None
+    max_inclusive: bool
+    min_score: float | None
+    warn_above_fraction: float = 0.3
+
+    def check(self) -> None:
+        if self.score not in IFD_SCORES:
+            raise ValueError(f"unknown selection.score {self.score!r}; choose one of {', '.join(IFD_SCORES)}")
+
+
+def selection_settings(cfg: Any, variant: str | None = None) -> IFDSelection:
+    """``selection.*`` with the variant's presets filled in (the run's own variant when re-selecting)."""
+    s, presets = cfg.selection, settings.variant_preset(variant or cfg.method.variant)
+    pick = lambda key: presets[key] if s.get(key) is None else s.get(key)  # noqa: E731
+    return IFDSelection(
+        budget=s.budget,
+        score=pick("score"),
+        max_score=s.max_score,
+        max_inclusive=bool(pick("max_inclusive")),
+        min_score=s.min_score,
+        warn_above_fraction=float(s.warn_above_fraction),
+    )
+
+
+def select_ifd(table: pa.Table, sel: IFDSelection) -> tuple[pa.Table, Selection, dict[str, Any]]:
+    """Apply the IFD selection to a complete, position-sorted score table."""
+    sel.check()
+    k = resolve_budget(sel.budget, table.num_rows)
+    score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
+    errored = tables.errored(table)
+    result = select_top(score, errored, k, sel.max_score, sel.min_score, sel.max_inclusive)
+    scored = np.isfinite(score) & ~errored
+    above = (
+        float(np.mean(score[scored] > sel.max_score)) if sel.max_score is not None and scored.any() else 0.0
+    )
+    if above > sel.warn_above_fraction:
+        log.warning(
+            "%.0f%% of scored rows have %s > %g: the template may not suit this model "
+            "(Cherry#22); consider method.variant=superfilter or a chat template",
+            100 * above,
+            sel.score,
+            sel.max_score,
+        )
+    info = {
+        "budget_rows": k,
+        "selected": int(len(result.order)),
+        "outcomes": result.counts(),
+        "fraction_above_max": above,
+        "lowest_selected_score": float(score[result.order].min()) if len(result.order) else None,
+    }
+    if len(result.order) == 0 and k > 0:
+        info["notice"] = EMPTY_SELECTION.format(
+            n_scored=int(scored.sum()), max_score=sel.max_score, min_score=sel.min_score
+        )
+        log.warning("=" * 20 + " %s " + "=" * 20, info["notice"])
+    elif len(result.order) < k:
+        log.warning("only %d rows passed the filters for a budget of %d", len(result.order), k)
+    return tables.with_columns(table, {OUTCOME: result.outcome.astype(str)}), result, info
+
+
+def write_report(
+    out: Path, table: pa.Table, sel: IFDSelection, info: dict[str, Any], summary: dict[str, Any]
+) -> Path:
+    score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
+    outcome = np.array(table.column(OUTCOME).to_pylist())
+    length = table.column(schema.RESPONSE_TOKENS).to_numpy()
+    hist, vs_length, outcomes = (out / name for name in PLOTS)
+    report.plot_histogram(score, sel.max_score, info["lowest_selected_score"], sel.score, hist)
+    report.plot_vs_length(score, length, outcome == "selected", sel.score, vs_length)
+    report.plot_counts(info["outcomes"], "rows by outcome", outcomes)
+    imgs = list(
+        zip(
+            PLOTS,
+            (
+                f"{sel.score} histogram with cut lines",
+                f"{sel.score} vs response length",
+                "rows by outcome (selected / drop reason)",
+            ),
+        )
+    )
+    return report.write_report(out, "Winnow IFD selection", summary, imgs, info.get("notice"))
+
+
+def reselect(
+    cfg: Any, table: pa.Table, prev: dict[str, Any], out: Path
+) -> tuple[np.ndarray, dict[str, Any], pa.Table]:
+    """``jobs.select`` on an IFD (or Cherry) run: new budget / score / thresholds, no rescoring."""
+    if "rpe" in cfg.selection:
+        raise ValueError("selection=recost needs the scores.parquet of a jobs.recost run")
+    variant = prev.get("config", {}).get("method", {}).get("variant", "default")
+    sel = selection_settings(cfg, variant)
+    table, result, info = select_ifd(table, sel)
+    writers.write_parquet(table, out / SCORES_FILE)
+    write_report(
+        out, table, sel, info, {"variant": variant, "selection": sel.__dict__, **info, "rows": table.num_rows}
+    )
+    return result.order, {**info, "variant": variant, "selection_settings": sel.__dict__}, table
+
+
+METHOD = Method("ifd", ("cond", "uncond"), WRITES, reselect, RESELECT_WRITES)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Build a RECOST knowledge-base artifact: read trusted rows, embed them on Ray Data actors, index.
 
-    python -m jobs.kb_build kb.path=trusted.jsonl kb.output=kb/
-    python -m jobs.kb_build kb.path=wiki_paragraphs.parquet kb.output=kb_wiki/ kb.index_type=ivf
+python -m jobs.kb_build kb.path=trusted.jsonl kb.output=kb/
+python -m jobs.kb_build kb.path=wiki_paragraphs.parquet kb.output=kb_wiki/ kb.index_type=ivf
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,14 +14,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs import outputs, rundir, settings
-from jobs.ifd import timed
+from jobs import settings, skeleton, specs
 from jobs.pipeline import init_ray, shard_item, stream
-from jobs.readers import FORMATS, detect_format
-from jobs.shards import emb_matrix
-from jobs.staging import scan, shard_size
+from jobs.skeleton import timed
+from records import rundir, writers
+from records.readers import FORMATS, detect_format
+from records.shards import emb_matrix
+from records.staging import scan, shard_size
 from retrieval import artifact
-from retrieval.encoder import finish
+from retrieval.encoder import EncoderSpec, finish
 from retrieval.index import build_index, resolve_index_type
 from retrieval.kb import KB_COLUMNS, KB_ID, QUERY, read_kb
 
@@ -30,17 +32,22 @@ STAGE = ".stage"  # scratch shards of the KB rows while they are embedded
 WRITES = (artifact.MANIFEST, artifact.ROWS, artifact.EMBEDDINGS, artifact.CENTER, artifact.INDEX, STAGE)
 
 
-def run(cfg: Any) -> dict[str, Any]:
-    """Build the artifact described by ``cfg.kb`` with ``cfg.encoder``; returns its manifest."""
+def validate(cfg: Any) -> None:
+    """Fail at start, naming the valid choices, before any expensive work."""
     settings.validate_backend(cfg)
     if not cfg.kb.path:
         raise ValueError("kb.path is required: the trusted KB file to index")
-    src = settings.resolve_data_path(cfg.kb.path)
-    if not src.exists():
-        raise FileNotFoundError(f"KB file not found: {src}")
     if cfg.kb.format not in FORMATS:
         raise ValueError(f"unknown kb.format {cfg.kb.format!r}; choose one of {', '.join(FORMATS)}")
     resolve_index_type(cfg.kb.index_type, 0)
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """Build the artifact described by ``cfg.kb`` with ``cfg.encoder``; returns its manifest."""
+    validate(cfg)
+    src = settings.resolve_data_path(cfg.kb.path)
+    if not src.exists():
+        raise FileNotFoundError(f"KB file not found: {src}")
     fmt = detect_format(src) if cfg.kb.format == "auto" else cfg.kb.format
     n_records, digest = scan(src, fmt)
     if n_records == 0:
@@ -51,40 +58,53 @@ def run(cfg: Any) -> dict[str, Any]:
 
 def build(cfg: Any, src: Path, fmt: str, digest: str, out: Path) -> dict[str, Any]:
     """Read, embed and index the KB into the claimed artifact directory ``out``; returns its manifest."""
-    from omegaconf import OmegaConf
-
     timings: dict[str, float] = {}
     with timed(timings, "encoder"):
-        enc = settings.encoder_spec(cfg)
+        enc, enc_id = specs.encoder_spec(cfg)
     with timed(timings, "read"):
         kb = read_kb(src, fmt, settings.fields_from(cfg.kb.fields), cfg.kb.text_field, cfg.kb.limit)
     if not kb.rows:
-        raise ValueError(f"no usable KB rows in {src} (rejected: {dict(kb.rejected) or 'the file has no records'})")
+        raise ValueError(
+            f"no usable KB rows in {src} (rejected: {dict(kb.rejected) or 'the file has no records'})"
+        )
     rows = pa.Table.from_pylist(kb.rows).select(KB_COLUMNS)
     with timed(timings, "embed"):
-        raw = embed_rows(rows, out, enc, cfg)
+        raw = embed_kb_rows(rows, out, enc, cfg)
     with timed(timings, "index"):
-        center = raw.mean(axis=0) if enc["center"] else None
+        center = raw.mean(axis=0) if enc.center else None
         E = finish(raw, center)
         index = build_index(E, cfg.kb.index_type, cfg.kb.nlist, int(cfg.seed))
-    kinds = {k: int(v) for k, v in zip(*np.unique(rows.column("kind").to_numpy(zero_copy_only=False),
-                                                    return_counts=True))}
+    kinds = {
+        k: int(v)
+        for k, v in zip(*np.unique(rows.column("kind").to_numpy(zero_copy_only=False), return_counts=True))
+    }
     manifest = {
-        "job": "kb_build", "source": {"path": str(src.resolve()), "sha256": digest, "format": fmt},
-        "rows": rows.num_rows, "kinds": kinds, "rejected": kb.rejected,
+        "job": "kb_build",
+        "source": {"path": str(src.resolve()), "sha256": digest, "format": fmt},
+        "rows": rows.num_rows,
+        "kinds": kinds,
+        "rejected": kb.rejected,
         "rejected_examples": [{"position": p, "reason": r} for p, r in kb.examples],
-        "encoder": enc["identity"], "dim": int(E.shape[1]),
-        "index": {"type": resolve_index_type(cfg.kb.index_type, rows.num_rows), "ntotal": int(index.ntotal),
-                  "nlist": int(getattr(index, "nlist", 0)) or None, "metric": "inner_product (cosine)"},
-        "config": OmegaConf.to_container(cfg, resolve=True), "timings_s": timings, "versions": outputs.versions(),
+        "encoder": enc_id,
+        "dim": int(E.shape[1]),
+        "index": {
+            "type": resolve_index_type(cfg.kb.index_type, rows.num_rows),
+            "ntotal": int(index.ntotal),
+            "nlist": int(getattr(index, "nlist", 0)) or None,
+            "metric": "inner_product (cosine)",
+        },
+        "config": skeleton.as_dict(cfg),
+        "timings_s": timings,
+        "versions": skeleton.versions(),
     }
     artifact.save(out, rows, E, center, index, manifest)
-    log.info("KB artifact: %d rows (%s), %d rejected -> %s", rows.num_rows, kinds,
-             sum(kb.rejected.values()), out)
+    log.info(
+        "KB artifact: %d rows (%s), %d rejected -> %s", rows.num_rows, kinds, sum(kb.rejected.values()), out
+    )
     return manifest
 
 
-def embed_rows(rows: pa.Table, out: Path, enc: dict[str, Any], cfg: Any) -> np.ndarray:
+def embed_kb_rows(rows: pa.Table, out: Path, enc: EncoderSpec, cfg: Any) -> np.ndarray:
     """Raw (un-normalised) embeddings of every KB row's query text, in row order, via Ray Data."""
     from jobs.retrieve import EmbedActor
 
@@ -95,11 +115,10 @@ def embed_rows(rows: pa.Table, out: Path, enc: dict[str, Any], cfg: Any) -> np.n
     items = []
     for k, s in enumerate(range(0, rows.num_rows, size)):
         path = stage / f"part-{k:05d}.parquet"
-        outputs.write_parquet(rows.slice(s, size).select([KB_ID, "position", QUERY]), path)
+        writers.write_parquet(rows.slice(s, size).select([KB_ID, "position", QUERY]), path)
         items.append(shard_item(str(path), [KB_ID, "position", QUERY]))
     init_ray(cfg.cluster)
-    spec = {"encoder": enc, "device": enc["device"], "threads": int(cfg.backend.threads_per_actor)}
-    parts = list(stream(items, EmbedActor, spec, cfg, rows.num_rows, "embedded"))
+    parts = list(stream(items, EmbedActor, enc, specs.hf_resources(cfg), cfg, rows.num_rows, "embedded"))
     table = pa.concat_tables(parts)
     pos = table.column("position").to_numpy()
     E = emb_matrix(table.column("emb"))[np.argsort(pos, kind="stable")]

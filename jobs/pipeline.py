@@ -1,4 +1,5 @@
 """Ray edge: start/connect Ray, stream record shards through the scoring actor pool."""
+
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from scoring import schema
+from jobs.specs import Resources
+from records import schema
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +25,29 @@ def init_ray(cluster: Any) -> None:
         if cluster.address == "local":
             cpus = cluster.num_cpus or os.cpu_count() or 1
             # one logical CPU beyond the cores: pool_size leaves it to the driver, not to actors
-            ray.init(num_cpus=cpus + 1, include_dashboard=bool(cluster.include_dashboard),
-                     log_to_driver=True, configure_logging=False)
+            ray.init(
+                num_cpus=cpus + 1,
+                include_dashboard=bool(cluster.include_dashboard),
+                log_to_driver=True,
+                configure_logging=False,
+            )
         else:
             ray.init(address=cluster.address)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
-def pool_size(backend: Any, device: str, gpus_per_actor: float | None = None) -> tuple[int, float, float]:
-    """(actors, CPUs per actor, GPUs per actor) from the backend config and the cluster;
-    ``gpus_per_actor`` (a spec's ``num_gpus``) overrides ``backend.num_gpus_per_actor``."""
+def pool_size(resources: Resources) -> tuple[int, float, float]:
+    """(actors, CPUs per actor, GPUs per actor): the requested pool, or (auto) one actor per
+    ``gpus`` GPUs of the cluster, else per ``cpus`` of its CPUs less one logical CPU for the driver."""
     import ray
 
+    r = resources
+    if r.actors is not None:
+        return r.actors, r.cpus, r.gpus
     res = ray.cluster_resources()
-    per = float(backend.num_gpus_per_actor) if gpus_per_actor is None else float(gpus_per_actor)
-    gpus = per if device == "cuda" else 0.0
-    cpus = float(backend.threads_per_actor)
-    if backend.num_actors != "auto":
-        return int(backend.num_actors), cpus, gpus
-    if gpus:
-        return max(1, int(res.get("GPU", 0) // gpus)), cpus, gpus
-    return max(1, int((res.get("CPU", 1) - 1) // cpus)), cpus, gpus
+    if r.gpus:
+        return max(1, int(res.get("GPU", 0) // r.gpus)), r.cpus, r.gpus
+    return max(1, int((res.get("CPU", 1) - 1) // r.cpus)), r.cpus, r.gpus
 
 
 def read_shards(batch: pa.Table) -> pa.Table:
@@ -64,18 +68,32 @@ def read_shards(batch: pa.Table) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def shard_item(shard: str, columns: list[str] | None = None, extra: str = "",
-               extra_columns: list[str] | None = None) -> dict[str, Any]:
+def shard_item(
+    shard: str, columns: list[str] | None = None, extra: str = "", extra_columns: list[str] | None = None
+) -> dict[str, Any]:
     """One unit of work for :func:`stream` (a uniform dict, as Ray Data wants one schema)."""
-    return {"shard": shard, "columns": columns or list(schema.RECORD_COLUMNS), "extra": extra,
-            "extra_columns": extra_columns or []}
+    return {
+        "shard": shard,
+        "columns": columns or list(schema.RECORD_COLUMNS),
+        "extra": extra,
+        "extra_columns": extra_columns or [],
+    }
 
 
-def run_stage(shard_dir: Path, bounds: list[tuple[int, int]], items: list[dict[str, Any]], actor_cls: type,
-              spec: dict[str, Any], cfg: Any, label: str, emb_dir: Path | None = None) -> tuple[int, int]:
-    """Run ``actor_cls`` over every shard without a completion record in ``shard_dir`` and commit
-    each shard as it completes; returns (shards reused, shards processed)."""
-    from jobs import shards
+def run_stage(
+    shard_dir: Path,
+    bounds: list[tuple[int, int]],
+    items: list[dict[str, Any]],
+    actor_cls: type,
+    spec: Any,
+    resources: Resources,
+    cfg: Any,
+    label: str,
+    emb_dir: Path | None = None,
+) -> tuple[int, int]:
+    """Run ``actor_cls(spec, threads)`` over every shard without a completion record in ``shard_dir``
+    and commit each shard as it completes; returns (shards reused, shards processed)."""
+    from records import shards
 
     done = shards.done_shards(shard_dir)
     todo = [k for k in range(len(items)) if k not in done]
@@ -85,20 +103,34 @@ def run_stage(shard_dir: Path, bounds: list[tuple[int, int]], items: list[dict[s
     if todo:
         init_ray(cfg.cluster)
         n_todo = sum(bounds[k][1] for k in todo)
-        for batch in stream([items[k] for k in todo], actor_cls, spec, cfg, n_todo, label):
+        for batch in stream([items[k] for k in todo], actor_cls, spec, resources, cfg, n_todo, label):
             collector.add(batch)
     collector.finish()
     return len(done), len(todo)
 
 
-def stream(items: list[dict[str, Any]], actor_cls: type, spec: dict[str, Any], cfg: Any, n_rows: int,
-           label: str) -> Iterator[pa.Table]:
-    """Stream shards through a pool of ``actor_cls`` (sized by ``cfg.backend``), logging progress."""
+def stream(
+    items: list[dict[str, Any]],
+    actor_cls: type,
+    spec: Any,
+    resources: Resources,
+    cfg: Any,
+    n_rows: int,
+    label: str,
+) -> Iterator[pa.Table]:
+    """Stream shards through a pool of ``actor_cls`` sized by ``resources``, logging progress."""
     import ray
 
-    actors, cpus, gpus = pool_size(cfg.backend, spec["device"], spec.get("num_gpus"))
-    log.info("%s: %d rows in %d shards with %d actor(s) x %.0f CPU / %.0f GPU",
-             actor_cls.__name__, n_rows, len(items), actors, cpus, gpus)
+    actors, cpus, gpus = pool_size(resources)
+    log.info(
+        "%s: %d rows in %d shards with %d actor(s) x %.0f CPU / %.0f GPU",
+        actor_cls.__name__,
+        n_rows,
+        len(items),
+        actors,
+        cpus,
+        gpus,
+    )
     # one block per shard: the shard list is the deterministic partitioning of the input
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # reading a shard is light I/O: it must never wait for CPUs the actors hold (deadlock on a node
@@ -106,25 +138,42 @@ def stream(items: list[dict[str, Any]], actor_cls: type, spec: dict[str, Any], c
     ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0)
     # batch_size=None: one actor call per block, i.e. per shard. A row's batch companions then depend
     # only on its shard, never on arrival order, so scores are bit-identical run after run.
-    renderers = spec.get("render_actors", 0)
-    renderers = actors if renderers == "per_scorer" else int(renderers)
+    renderers = actors if resources.render_actors < 0 else resources.render_actors
     if renderers and getattr(actor_cls, "PRE_RENDERED", False):
         from jobs.actor import RenderActor
 
         # tokenisation on CPU actors, streamed ahead of the scorers (1 CPU each)
         log.info("render stage: %d CPU actor(s)", renderers)
-        ds = ds.map_batches(RenderActor, fn_constructor_args=(spec,), batch_size=None,
-                            compute=ray.data.ActorPoolStrategy(size=renderers), num_cpus=1, batch_format="numpy")
+        ds = ds.map_batches(
+            RenderActor,
+            fn_constructor_args=(spec, 1),
+            batch_size=None,
+            compute=ray.data.ActorPoolStrategy(size=renderers),
+            num_cpus=1,
+            batch_format="numpy",
+        )
     out = ds.map_batches(
-        actor_cls, fn_constructor_args=(spec,), batch_size=None,
-        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus,
-        batch_format="numpy")  # Ray Data restarts dead actors and retries their tasks by default
+        actor_cls,
+        fn_constructor_args=(spec, resources.threads),
+        batch_size=None,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus,
+        num_gpus=gpus,
+        batch_format="numpy",
+    )  # Ray Data restarts dead actors and retries their tasks by default
     done, t0, last = 0, time.time(), time.time()
     for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
         done += batch.num_rows
         yield batch
         if time.time() - last >= float(cfg.log_every_s) or done == n_rows:
             rate = done / max(time.time() - t0, 1e-9)
-            log.info("%s %d/%d rows (%.1f%%, %.2f rows/s, eta %.0f s)", label, done, n_rows,
-                     100 * done / max(n_rows, 1), rate, (n_rows - done) / max(rate, 1e-9))
+            log.info(
+                "%s %d/%d rows (%.1f%%, %.2f rows/s, eta %.0f s)",
+                label,
+                done,
+                n_rows,
+                100 * done / max(n_rows, 1),
+                rate,
+                (n_rows - done) / max(rate, 1e-9),
+            )
             last = time.time()

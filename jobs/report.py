@@ -1,4 +1,5 @@
 """report.html with PNG plots: IFD histogram with the cut lines, IFD vs response length, outcomes."""
+
 from __future__ import annotations
 
 import html
@@ -20,7 +21,9 @@ def _plt():
     return plt
 
 
-def plot_histogram(score: np.ndarray, cut: float | None, threshold: float | None, name: str, path: Path) -> None:
+def plot_histogram(
+    score: np.ndarray, cut: float | None, threshold: float | None, name: str, path: Path
+) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     s = score[np.isfinite(score)]
@@ -38,7 +41,9 @@ def plot_histogram(score: np.ndarray, cut: float | None, threshold: float | None
     plt.close(fig)
 
 
-def plot_vs_length(score: np.ndarray, length: np.ndarray, selected: np.ndarray, name: str, path: Path) -> None:
+def plot_vs_length(
+    score: np.ndarray, length: np.ndarray, selected: np.ndarray, name: str, path: Path
+) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ok = np.isfinite(score)
@@ -65,7 +70,9 @@ def plot_counts(counts: dict[str, int], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_scatter(x: np.ndarray, y: np.ndarray, selected: np.ndarray, xlabel: str, ylabel: str, path: Path) -> None:
+def plot_scatter(
+    x: np.ndarray, y: np.ndarray, selected: np.ndarray, xlabel: str, ylabel: str, path: Path
+) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ok = np.isfinite(x) & np.isfinite(y)
@@ -116,19 +123,36 @@ def plot_rounds(rounds: list[int], sizes: list[int], radius: list[float], path: 
     plt.close(fig)
 
 
-def write_report(out: Path, title: str, summary: dict[str, Any], images: list[tuple[str, str]],
-                 notice: str | None = None) -> Path:
+def _cell(v: Any) -> str:
+    return json.dumps(v, default=str, indent=1) if isinstance(v, (dict, list)) else str(v)
+
+
+def write_report(
+    out: Path, title: str, summary: dict[str, Any], images: list[tuple[str, str]], notice: str | None = None
+) -> Path:
     """A self-contained HTML page linking the PNGs next to it; ``notice`` is shown first, in red."""
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(json.dumps(v, default=str, indent=1) if isinstance(v, (dict, list)) else str(v))}</pre></td></tr>"
-                   for k, v in summary.items())
-    warn = (f"<p class='notice' style='color:#b00;font-weight:bold;border:2px solid #b00;padding:.5em'>"
-            f"{html.escape(notice)}</p>") if notice else ""
-    figs = "".join(f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(c)}</figcaption></figure>'
-                   for f, c in images)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}th{text-align:left;"
-            "vertical-align:top;padding-right:1em}pre{margin:0}figure{display:inline-block;margin:.5em}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1>{warn}<table>{rows}</table>{figs}</body></html>")
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(_cell(v))}</pre></td></tr>"
+        for k, v in summary.items()
+    )
+    warn = (
+        (
+            f"<p class='notice' style='color:#b00;font-weight:bold;border:2px solid #b00;padding:.5em'>"
+            f"{html.escape(notice)}</p>"
+        )
+        if notice
+        else ""
+    )
+    figs = "".join(
+        f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(c)}</figcaption></figure>'
+        for f, c in images
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}th{text-align:left;"
+        "vertical-align:top;padding-right:1em}pre{margin:0}figure{display:inline-block;margin:.5em}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>{warn}<table>{rows}</table>{figs}</body></html>"
+    )
     path = out / REPORT
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from records.writers import save_npy, write_json, write_parquet
 from retrieval.kb import KB_ID
 
 MANIFEST = "manifest.json"
@@ -33,7 +34,6 @@ def save(out: Path, rows: pa.Table, emb: np.ndarray, center: np.ndarray | None, 
     """Write every file under a temporary name first; the manifest goes last (it marks completion)."""
     import faiss
 
-    from jobs.outputs import save_npy, write_json, write_parquet
 
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ L2-normalises.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,6 +15,22 @@ import numpy as np
 from selection.diversity import normalise
 
 KINDS = ("causal_lm", "sentence_transformers")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to build an encoder inside an actor (a local model directory; nothing is downloaded)."""
+
+    kind: str
+    model_path: str
+    device: str = "cpu"
+    dtype: str = "auto"
+    pooling: str = "mean"
+    max_length: int = 256
+    max_batch_tokens: int = 2048
+    batch_size: int = 64
+    trust_remote_code: bool = False
+    center: bool = True
 
 
 class CausalLMEncoder:
@@ -53,17 +70,14 @@ class SentenceTransformerEncoder:
                                             show_progress_bar=False), dtype=np.float32)
 
 
-def build_encoder(spec: dict[str, Any]) -> Any:
-    """Encoder from the plain-dict spec (built inside an actor)."""
-    kind = spec["kind"]
-    if kind == "causal_lm":
-        return CausalLMEncoder(spec["model_path"], spec.get("device", "cpu"), spec.get("dtype", "auto"),
-                               spec.get("pooling", "mean"), int(spec.get("max_length", 256)),
-                               int(spec.get("max_batch_tokens", 2048)), bool(spec.get("trust_remote_code")))
-    if kind == "sentence_transformers":
-        return SentenceTransformerEncoder(spec["model_path"], spec.get("device", "cpu"),
-                                          int(spec.get("batch_size", 64)))
-    raise ValueError(f"unknown encoder.kind {kind!r}; choose one of {', '.join(KINDS)}")
+def build_encoder(spec: EncoderSpec) -> Any:
+    """Encoder from its spec (built inside an actor)."""
+    if spec.kind == "causal_lm":
+        return CausalLMEncoder(spec.model_path, spec.device, spec.dtype, spec.pooling, spec.max_length,
+                               spec.max_batch_tokens, spec.trust_remote_code)
+    if spec.kind == "sentence_transformers":
+        return SentenceTransformerEncoder(spec.model_path, spec.device, spec.batch_size)
+    raise ValueError(f"unknown encoder.kind {spec.kind!r}; choose one of {', '.join(KINDS)}")
 
 
 def finish(E: np.ndarray, center: np.ndarray | None) -> np.ndarray:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from jobs.readers import Fields, Row, content_hash, iter_raw, normalise
-from scoring import schema
+from records.readers import Fields, Row, content_hash, iter_raw, normalise
+from records import schema
 
 KB_ID = "kb_id"
 KIND = "kind"

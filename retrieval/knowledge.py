@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from retrieval.kb import KIND, TEXT, history
-from scoring import schema
+from records import schema
 from scoring.templates import render_prompt
 
 STYLES = ("template", "plain")

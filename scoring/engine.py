@@ -7,7 +7,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from scoring import schema
+from records import schema
 from scoring.passes import RenderConfig, render_rows
 from scoring.render import PassIds, Rendered
 

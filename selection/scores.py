@@ -55,3 +55,21 @@ def rpe_ratio(cond_sum: np.ndarray, cond_tokens: np.ndarray, know_sum: np.ndarra
     hq, hk = mean_loss(cond_sum, cond_tokens), mean_loss(know_sum, know_tokens)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(hq > 0, hk / np.where(hq > 0, hq, 1), np.nan)
+
+
+IFD_SCORES = ("ifd_loss", "ifd_ppl")  # the two IFD forms a selection can rank by
+
+
+def ifd_columns(cond_sum: np.ndarray, cond_tokens: np.ndarray, uncond_sum: np.ndarray,
+                uncond_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean losses and both IFD forms, named as scores.parquet names them."""
+    return {"cond_loss": mean_loss(cond_sum, cond_tokens), "uncond_loss": mean_loss(uncond_sum, uncond_tokens),
+            "ifd_loss": ifd_loss(cond_sum, cond_tokens, uncond_sum, uncond_tokens),
+            "ifd_ppl": ifd_ppl(cond_sum, cond_tokens, uncond_sum, uncond_tokens)}
+
+
+def rpe_columns(cond_sum: np.ndarray, cond_tokens: np.ndarray, know_sum: np.ndarray,
+                know_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """H(A|K,Q) and both RPE forms, named as scores.parquet names them."""
+    return {"know_loss": mean_loss(know_sum, know_tokens), "rpe_diff": rpe_diff(cond_sum, cond_tokens, know_sum, know_tokens),
+            "rpe_ratio": rpe_ratio(cond_sum, cond_tokens, know_sum, know_tokens)}

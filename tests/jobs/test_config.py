@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs import recost, settings
+from jobs import cherry, diverse_evol, ifd, kb_build, recost, settings, specs
 from jobs.train import train_params
 from jobs.settings import ROOT
 from tests.jobs.helpers import compose
@@ -13,23 +13,28 @@ from tests.jobs.helpers import compose
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "experiment")
 
-
-def _validate_recost(cfg):
-    settings.validate_common(cfg)
-    settings.render_config(cfg, recost.PASSES)
-    recost.params(cfg)
-
-
 # combinations refused on purpose (tested in test_recost_bad_values_fail_early)
 REFUSED = {("recost", "method", "cherry")}
+# each job's own validate (what its run calls first); recost needs a kb.index to name
+def _with_paths(validate):
+    """A job's validate on a config whose required paths (kb.path, kb.index) are filled in."""
+    def check(cfg):
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.kb.index = cfg.kb.get("index") or "kb/"
+            cfg.kb.path = cfg.kb.get("path") or "trusted.jsonl"
+        validate(cfg)
+    return check
+
+
+VALIDATE = {"ifd": ifd.validate, "kb_build": _with_paths(kb_build.validate), "cherry": cherry.validate,
+            "diverse_evol": diverse_evol.validate, "recost": _with_paths(recost.validate)}
+_validate_recost = VALIDATE["recost"]
+
+
 def _validate_trained(cfg):
-    settings.validate_common(cfg)
-    settings.render_config(cfg)
-    train_params(cfg)
-
-
-VALIDATE = {"ifd": settings.validate, "recost": _validate_recost, "kb_build": settings.validate_backend,
-            "cherry": lambda c: (settings.validate(c), train_params(c)), "diverse_evol": _validate_trained}
+    diverse_evol.validate(cfg)
 
 
 def _jobs_using(group: str, option: str) -> list[str]:
@@ -60,17 +65,18 @@ def test_scoring_actor_resources_per_backend():
     rc = RenderConfig()
     v = compose("ifd", ["backend=vllm", "backend.device=cuda", "backend.tensor_parallel=2",
                         "backend.pipeline_parallel=2", "model.max_length=2048"])
-    spec = settings.actor_spec(v, Path("/m"), rc)
-    assert spec["backend"] == "vllm" and spec["num_gpus"] == 4.0
-    assert spec["vllm"]["max_num_batched_tokens"] == settings.AUTO_VLLM_STEP["cuda"]
-    assert spec["vllm"]["max_model_len"] == 2048 and spec["vllm"]["enable_prefix_caching"] is False
+    spec = specs.scorer_spec(v, Path("/m"), rc)
+    assert spec.backend == "vllm" and specs.scorer_resources(v).gpus == 4.0
+    assert spec.vllm.max_num_batched_tokens == specs.AUTO_VLLM_STEP["cuda"]
+    assert spec.vllm.max_model_len == 2048 and spec.vllm.enable_prefix_caching is False
     h = compose("ifd", ["backend.device=cuda", "backend.num_gpus_per_actor=0.5"])
-    spec = settings.actor_spec(h, Path("/m"), rc)
-    assert spec["num_gpus"] == 0.5 and spec["compile"] is True and "vllm" not in spec
-    assert spec["policy"]["max_batch_tokens"] == settings.AUTO_BATCH_TOKENS["cuda"]
-    cpu = settings.actor_spec(compose("ifd", ["backend=vllm", "backend.device=cpu"]), Path("/m"), rc)
-    assert cpu["num_gpus"] == 0.0 and cpu["vllm"]["device"] == "cpu"
-    assert settings.actor_spec(compose("ifd", ["backend.device=cpu"]), Path("/m"), rc)["compile"] is False
+    spec = specs.scorer_spec(h, Path("/m"), rc)
+    assert specs.scorer_resources(h).gpus == 0.5 and spec.compile is True and spec.vllm is None
+    assert spec.policy.max_batch_tokens == specs.AUTO_BATCH_TOKENS["cuda"]
+    cpu_cfg = compose("ifd", ["backend=vllm", "backend.device=cpu"])
+    cpu = specs.scorer_spec(cpu_cfg, Path("/m"), rc)
+    assert specs.scorer_resources(cpu_cfg).gpus == 0.0 and cpu.vllm.device == "cpu"
+    assert specs.scorer_spec(compose("ifd", ["backend.device=cpu"]), Path("/m"), rc).compile is False
 
 
 @pytest.mark.parametrize("override,match", [
@@ -79,13 +85,13 @@ def test_scoring_actor_resources_per_backend():
 ])
 def test_backend_resource_mistakes_fail_early(override, match):
     with pytest.raises(ValueError, match=match):
-        settings.validate(compose("ifd", override))
+        ifd.validate(compose("ifd", override))
 
 
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
 def test_every_experiment_composes(exp):
     cfg = compose("ifd", [f"+experiment={exp}"])
-    settings.validate(cfg)
+    ifd.validate(cfg)
     assert cfg.output_dir.startswith("out/")
 
 
@@ -94,7 +100,7 @@ def test_readme_keys_exist():
                           "cluster=auto", "method.variant=cherry", "model.name=/some/dir",
                           "backend.num_actors=2", "data.format=jsonl", "model.max_length=1024",
                           "selection.score=ifd_ppl", "method.template=vicuna", "resume=false"])
-    settings.validate(cfg)
+    ifd.validate(cfg)
     rc = settings.render_config(cfg)
     assert rc.mode == "cherry" and cfg.cluster.address == "auto"
     sel = compose("select", ["scores=out/scores.parquet", "selection.budget=100", "output_dir=out2"])
@@ -107,7 +113,7 @@ def test_readme_keys_exist():
 ])
 def test_bad_values_fail_early_with_choices(override, match):
     with pytest.raises(ValueError, match=match):
-        settings.validate(compose("ifd", [override]))
+        ifd.validate(compose("ifd", [override]))
 
 
 def test_variant_presets():
@@ -149,7 +155,7 @@ def test_recost_bad_values_fail_early(override, match):
 def test_model_in_loop_readme_keys_exist():
     c = compose("cherry", ["data.path=pool.jsonl", "selection.budget=0.05", "output_dir=out/",
                            "cherry.pre_experienced=/my/checkpoint", "cherry.clusters=50", "train.lr=1e-5"])
-    settings.validate(c)
+    cherry.validate(c)
     assert train_params(c).epochs == 1 and c.cherry.per_cluster == 10 and list(c.cherry.band) == [25, 75]
     d = compose("diverse_evol", ["data.path=pool.jsonl", "evol.init=100", "evol.per_round=100", "evol.rounds=10",
                                  "output_dir=out/", "evol.warm_start=true", "evol.save_checkpoints=true"])

@@ -77,7 +77,7 @@ def test_resume_after_kill_in_round_2_gives_the_same_subset(first_run, tiny_mode
 def test_kcenter_beats_random_on_the_round_embeddings(first_run, tiny_model_dir, tmp_path):
     """The subset k-center built covers the pool better than random subsets of the same size."""
     _, out = first_run
-    from jobs.staging import stage_input
+    from records.staging import stage_input
     staged = stage_input(ROOT / "data" / "alpaca_sample.jsonl", tmp_path, limit=60)
     cfg = de_cfg(tiny_model_dir, out)
     rc_spec = json.loads((out / "rounds" / "run.json").read_text())["parts"]["render"]

@@ -10,7 +10,7 @@ import pytest
 from jobs import ifd
 from jobs import select as reselect
 from jobs.settings import ROOT
-from tests.jobs.corpus import write_corpus
+from tests.records.corpus import write_corpus
 from tests.jobs.helpers import compose
 
 pytestmark = pytest.mark.ray

@@ -8,7 +8,7 @@ import pytest
 from jobs import kb_build, recost
 from jobs.settings import ROOT
 from retrieval import artifact
-from tests.jobs.corpus import write_corpus
+from tests.records.corpus import write_corpus
 from tests.jobs.helpers import compose
 
 pytestmark = pytest.mark.ray

@@ -14,7 +14,7 @@ import pytest
 from jobs import ifd
 from jobs.actor import RenderActor, ScoringActor
 from jobs.settings import ROOT
-from scoring import schema
+from records import schema
 from tests.jobs.helpers import compose
 
 pytestmark = pytest.mark.ray
@@ -140,10 +140,10 @@ class ExplodingOnLong:
 
 
 def test_row_that_crashes_the_model_gets_an_error_reason(tiny_model_dir):
-    from jobs import settings
+    from jobs import settings, specs
 
     cfg = compose("ifd", [f"model.name={tiny_model_dir}"])
-    actor_spec = settings.actor_spec(cfg, tiny_model_dir, settings.render_config(cfg))
+    actor_spec = specs.scorer_spec(cfg, tiny_model_dir, settings.render_config(cfg))
     actor = ScoringActor(actor_spec)
     actor.backend = ExplodingOnLong(actor.backend, limit=60)
     outputs = ["short answer", "a very long answer " * 30, "fine too"]

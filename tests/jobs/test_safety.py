@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import ifd, rundir
+from jobs import ifd
+from records import rundir
 from jobs import select as reselect
 from jobs.settings import ROOT
 from tests.jobs.helpers import compose

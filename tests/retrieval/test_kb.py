@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from jobs.readers import Fields
+from records.readers import Fields
 from retrieval.kb import read_kb
 from retrieval.knowledge import knowledge_block, render_item
 from scoring.templates import render_prompt
@@ -28,7 +28,7 @@ def test_examples_paragraphs_and_rejections(tmp_path):
 
 def test_example_ids_equal_pool_ids(tmp_path):
     """The same record hashes to the same id in the KB and in the pool (self-exclusion relies on it)."""
-    from jobs.staging import stage_input
+    from records.staging import stage_input
     import pyarrow.parquet as pq
 
     path = tmp_path / "x.jsonl"

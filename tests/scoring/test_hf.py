@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scoring import schema
+from records import schema
 from scoring.batching import BatchPolicy
 from scoring.engine import score_rows
 from scoring.hf import HFScorer

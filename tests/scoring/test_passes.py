@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from scoring import schema
+from records import schema
 from scoring.passes import RenderConfig, render_rows
 from scoring.render import Limits
 from scoring.templates import render_prompt

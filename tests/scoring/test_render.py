@@ -1,4 +1,4 @@
-from scoring import schema
+from records import schema
 from scoring.batching import BatchPolicy, plan_batches
 from scoring.render import Limits, PassIds, assemble, cut_left
 

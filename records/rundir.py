@@ -14,6 +14,7 @@ Winnow's working subdirectories (``records/``, ``shards/``, ``stages/`` ...) are
 inside them is Winnow's to replace. The lock is re-entrant within one process (``jobs.cherry`` runs
 the IFD job into the directory it holds).
 """
+
 from __future__ import annotations
 
 import errno
@@ -76,15 +77,18 @@ def check_inputs(out: Path, writes: Iterable[str], inputs: Iterable[Path | str |
         p = Path(raw).expanduser().resolve()
         for t in targets:
             if _under(p, t):
-                raise ValueError(f"input {p} lies inside {t}, which this job writes; "
-                                 f"choose another output_dir")
+                raise ValueError(
+                    f"input {p} lies inside {t}, which this job writes; choose another output_dir"
+                )
 
 
 def _read_mark(out: Path) -> dict:
     try:
         return json.loads((out / MARK).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{out / MARK} is unreadable ({e}); this is not a usable Winnow run directory") from e
+        raise ValueError(
+            f"{out / MARK} is unreadable ({e}); this is not a usable Winnow run directory"
+        ) from e
 
 
 def _foreign_entries(out: Path) -> list[str]:
@@ -96,9 +100,11 @@ def _prepare_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir {out} exists and is not a directory")
     if out.exists() and not (out / MARK).exists() and _foreign_entries(out):
-        raise ValueError(f"output_dir {out} is not empty and was not made by Winnow "
-                         f"({len(_foreign_entries(out))} entries, e.g. {_foreign_entries(out)[0]!r}); "
-                         f"choose a new or empty directory")
+        raise ValueError(
+            f"output_dir {out} is not empty and was not made by Winnow "
+            f"({len(_foreign_entries(out))} entries, e.g. {_foreign_entries(out)[0]!r}); "
+            f"choose a new or empty directory"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -119,8 +125,10 @@ def _lock(out: Path) -> int:
             raise
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise ValueError(f"output_dir {out} is in use by another Winnow job (pid {holder}); "
-                         f"wait for it to finish or choose another output_dir") from None
+        raise ValueError(
+            f"output_dir {out} is in use by another Winnow job (pid {holder}); "
+            f"wait for it to finish or choose another output_dir"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
@@ -128,19 +136,27 @@ def _lock(out: Path) -> int:
 
 def _own(out: Path, job: str, writes: Iterable[str]) -> list[str]:
     """Record ``writes`` as owned in the mark (creating it); refuse names a user put there."""
-    from jobs.outputs import write_json
+    from records.writers import write_json
 
     mark = _read_mark(out) if (out / MARK).exists() else None
     if mark is None:
         if _foreign_entries(out):  # someone wrote into the directory between the check and the lock
-            raise ValueError(f"output_dir {out} is not empty and was not made by Winnow; choose a new or "
-                             f"empty directory")
-        mark = {"tool": "winnow", "created_by": job, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "owned": []}
+            raise ValueError(
+                f"output_dir {out} is not empty and was not made by Winnow; choose a new or empty directory"
+            )
+        mark = {
+            "tool": "winnow",
+            "created_by": job,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "owned": [],
+        }
     owned = list(mark.get("owned", []))
     for name in writes:
         if name not in owned and os.path.lexists(out / name):
-            raise ValueError(f"{out / name} was not written by Winnow; refusing to replace it "
-                             f"(move it away or choose another output_dir)")
+            raise ValueError(
+                f"{out / name} was not written by Winnow; refusing to replace it "
+                f"(move it away or choose another output_dir)"
+            )
     owned += [w for w in writes if w not in owned]
     write_json({**mark, "owned": owned, "last_job": job}, out / MARK)
     return owned
@@ -153,8 +169,13 @@ def _log_handler(out: Path) -> logging.Handler:
     return h
 
 
-def claim(out: Path | str, job: str, writes: Iterable[str], inputs: Iterable[Path | str | None] = (),
-          log_file: bool = True) -> RunDir:
+def claim(
+    out: Path | str,
+    job: str,
+    writes: Iterable[str],
+    inputs: Iterable[Path | str | None] = (),
+    log_file: bool = True,
+) -> RunDir:
     """Check, create, lock and mark ``out`` for ``job``, which will write the top-level ``writes``."""
     out = Path(out).expanduser()
     writes = [*writes, LOG_FILE] if log_file else list(writes)

@@ -5,10 +5,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.readers import Fields, Row, content_hash, detect_format, iter_raw, normalise
-from jobs.staging import stage_input
-from scoring import schema
-from tests.jobs.corpus import GOOD, write_corpus
+from records.readers import Fields, Row, content_hash, detect_format, iter_raw, normalise
+from records.staging import stage_input
+from records import schema
+from tests.records.corpus import GOOD, write_corpus
 
 
 def read_all(path, fmt="auto", fields=Fields()):
@@ -103,7 +103,7 @@ def test_json_array_elements_fail_alone(tmp_path):
     rows = read_all(p)
     assert [r.error for r in rows] == [None, "malformed_json", "malformed_json", "not_an_object", None,
                                        "malformed_json"]
-    from jobs.staging import scan
+    from records.staging import scan
 
     assert scan(p, "json")[0] == len(rows)
 

@@ -5,6 +5,7 @@ valid or carrying an error reason; nothing is dropped here. Conversations are re
 last assistant turn (the response), the user turn before it (the instruction) and everything
 earlier (the history, as JSON).
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from scoring import schema
+from records import schema
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,10 @@ def detect_format(path: Path) -> str:
         return "jsonl"
     if name.endswith(".json"):
         return "json"  # the JSON reader names what is wrong with the file
-    raise ValueError(f"cannot detect the format of {path}: expected a JSON array, JSON lines or "
-                     f"Parquet; set data.format to one of {', '.join(FORMATS[1:])}")
+    raise ValueError(
+        f"cannot detect the format of {path}: expected a JSON array, JSON lines or "
+        f"Parquet; set data.format to one of {', '.join(FORMATS[1:])}"
+    )
 
 
 def open_input(path: Path) -> IO[bytes]:
@@ -173,15 +176,15 @@ def split_json_array(text: str) -> Iterator[str]:
         elif t in "]}":
             depth -= 1
             if depth == 0:
-                last = text[seg:m.start()].strip()
+                last = text[seg : m.start()].strip()
                 if last:
                     yield last
-                rest = text[m.end():].strip()
+                rest = text[m.end() :].strip()
                 if rest:
                     yield rest
                 return
         elif depth == 1:  # a comma between elements
-            yield text[seg:m.start()].strip()
+            yield text[seg : m.start()].strip()
             seg = m.end()
     tail = text[seg:].strip()
     if tail:
@@ -198,12 +201,18 @@ def _iter_json_array(path: Path) -> Iterator[Row]:
             try:
                 el.encode("utf-8")
             except UnicodeEncodeError:
-                yield Row(i, el.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), error=schema.E_BAD_UTF8)
+                yield Row(
+                    i,
+                    el.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                    error=schema.E_BAD_UTF8,
+                )
                 continue
             rec, err, _ = parse_record(el)
             yield Row(i, el if err else to_json_line(rec), rec, err)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}; use JSON lines, or data.format=jsonl if it holds one record per line") from e
+        raise ValueError(
+            f"{path}: {e}; use JSON lines, or data.format=jsonl if it holds one record per line"
+        ) from e
 
 
 def _iter_parquet(path: Path) -> Iterator[Row]:
@@ -265,9 +274,12 @@ def _conversation(turns: Any, f: Fields) -> tuple[dict[str, str] | None, str | N
     last_u = max((i for i, m in enumerate(msgs[: max(last_a, 0)]) if m["role"] == "user"), default=-1)
     if last_a < 0 or last_u < 0:
         return None, schema.E_BAD_CONVERSATION
-    return {schema.INSTRUCTION: msgs[last_u]["content"], schema.INPUT: "",
-            schema.OUTPUT: msgs[last_a]["content"],
-            schema.HISTORY: json.dumps(msgs[:last_u], ensure_ascii=False) if last_u else ""}, None
+    return {
+        schema.INSTRUCTION: msgs[last_u]["content"],
+        schema.INPUT: "",
+        schema.OUTPUT: msgs[last_a]["content"],
+        schema.HISTORY: json.dumps(msgs[:last_u], ensure_ascii=False) if last_u else "",
+    }, None
 
 
 def _alpaca(rec: dict, f: Fields) -> tuple[dict[str, str] | None, str | None]:
@@ -278,8 +290,12 @@ def _alpaca(rec: dict, f: Fields) -> tuple[dict[str, str] | None, str | None]:
     for name, val in ((f.instruction, rec[f.instruction]), (f.output, rec[f.output]), (f.input, inp)):
         if not isinstance(val, str) and not (name == f.input and val is None):
             return None, f"{schema.E_NOT_STRING}:{name}"
-    return {schema.INSTRUCTION: rec[f.instruction], schema.INPUT: inp or "",
-            schema.OUTPUT: rec[f.output], schema.HISTORY: ""}, None
+    return {
+        schema.INSTRUCTION: rec[f.instruction],
+        schema.INPUT: inp or "",
+        schema.OUTPUT: rec[f.output],
+        schema.HISTORY: "",
+    }, None
 
 
 def normalise(row: Row, f: Fields) -> Row:
@@ -301,8 +317,10 @@ def normalise(row: Row, f: Fields) -> Row:
 def content_hash(row: Row) -> str:
     """Stable id: sha256 of the normalised content (or of the raw text for unparseable rows)."""
     if row.fields:
-        key = json.dumps([row.fields[k] for k in (schema.INSTRUCTION, schema.INPUT, schema.OUTPUT,
-                                                  schema.HISTORY)], ensure_ascii=False)
+        key = json.dumps(
+            [row.fields[k] for k in (schema.INSTRUCTION, schema.INPUT, schema.OUTPUT, schema.HISTORY)],
+            ensure_ascii=False,
+        )
     else:
         key = "raw:" + row.raw
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]

@@ -4,6 +4,7 @@ The shards (``records/part-NNNNN.parquet``) are the deterministic partitioning e
 streams through Ray Data: shard ``k`` holds input positions ``[k*S, (k+1)*S)`` where the shard size
 ``S`` depends only on the row count. The raw record stays in the shards for ``selected.jsonl``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,19 +18,36 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.outputs import write_parquet
-from jobs.readers import (BOM, Fields, Row, content_hash, detect_format, iter_raw, normalise, open_input, reading,
-                          split_json_array)
-from scoring import schema
+from records.layout import RECORDS_DIR
+from records.readers import (
+    BOM,
+    Fields,
+    Row,
+    content_hash,
+    detect_format,
+    iter_raw,
+    normalise,
+    open_input,
+    reading,
+    split_json_array,
+)
+from records import schema
+from records.writers import write_parquet
 
 log = logging.getLogger(__name__)
 
-RECORDS_DIR = "records"
-_ARROW_SCHEMA = pa.schema([
-    (schema.ID, pa.string()), (schema.POSITION, pa.int64()), (schema.INSTRUCTION, pa.string()),
-    (schema.INPUT, pa.string()), (schema.OUTPUT, pa.string()), (schema.HISTORY, pa.string()),
-    (schema.ERROR, pa.string()), (schema.RAW, pa.string()),
-])
+_ARROW_SCHEMA = pa.schema(
+    [
+        (schema.ID, pa.string()),
+        (schema.POSITION, pa.int64()),
+        (schema.INSTRUCTION, pa.string()),
+        (schema.INPUT, pa.string()),
+        (schema.OUTPUT, pa.string()),
+        (schema.HISTORY, pa.string()),
+        (schema.ERROR, pa.string()),
+        (schema.RAW, pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -57,7 +75,9 @@ def scan(path: Path, fmt: str) -> tuple[int, str]:
             lines = pq.ParquetFile(path).metadata.num_rows
         elif fmt == "jsonl":  # the reader's record rule (non-blank lines), without parsing JSON twice
             with open_input(path) as f:
-                lines = sum(1 for i, line in enumerate(f) if (line.removeprefix(BOM) if i == 0 else line).strip())
+                lines = sum(
+                    1 for i, line in enumerate(f) if (line.removeprefix(BOM) if i == 0 else line).strip()
+                )
         elif fmt == "json":
             with open_input(path) as f:
                 text = f.read().removeprefix(BOM).decode("utf-8", "surrogateescape")
@@ -97,8 +117,9 @@ class InputInfo:
     rows_per_shard: int
 
 
-def inspect_input(path: Path, fmt: str = "auto", limit: int | None = None,
-                  rows_per_shard: int | None = None) -> InputInfo:
+def inspect_input(
+    path: Path, fmt: str = "auto", limit: int | None = None, rows_per_shard: int | None = None
+) -> InputInfo:
     """Format, row count, digest and shard size of an input file (one streaming pass)."""
     if not path.exists():
         raise FileNotFoundError(f"input file not found: {path}")
@@ -112,9 +133,16 @@ def inspect_input(path: Path, fmt: str = "auto", limit: int | None = None,
     return InputInfo(fmt, n_rows, digest, rows_per_shard or shard_size(n_rows))
 
 
-def stage_input(path: Path, out_dir: Path, fmt: str = "auto", fields: Fields = Fields(),
-                drop_duplicates: bool = True, limit: int | None = None,
-                rows_per_shard: int | None = None, info: InputInfo | None = None) -> Staged:
+def stage_input(
+    path: Path,
+    out_dir: Path,
+    fmt: str = "auto",
+    fields: Fields = Fields(),
+    drop_duplicates: bool = True,
+    limit: int | None = None,
+    rows_per_shard: int | None = None,
+    info: InputInfo | None = None,
+) -> Staged:
     """Parse ``path`` into shards under ``out_dir/records``; every input record becomes one row."""
     info = info or inspect_input(path, fmt, limit, rows_per_shard)
     fmt, digest, size = info.format, info.sha256, info.rows_per_shard
@@ -158,3 +186,16 @@ def _write(rec_dir: Path, k: int, rows: list[Row], ids: list[str]) -> str:
     path = rec_dir / f"part-{k:05d}.parquet"
     write_parquet(_table(rows, ids), path)
     return str(path)
+
+
+def subset_rows(staged: Staged, positions: list[int], path: Path) -> Path:
+    """Write the staged records at ``positions`` (e.g. training rows) to ``path``, shard by shard."""
+    import pyarrow.compute as pc
+
+    want = pa.array(sorted(positions), pa.int64())
+    parts = []
+    for s in staged.shards:
+        t = pq.read_table(s, columns=schema.RECORD_COLUMNS)
+        parts.append(t.filter(pc.is_in(t.column(schema.POSITION), value_set=want)))
+    write_parquet(pa.concat_tables(parts), path)
+    return path

@@ -2,6 +2,7 @@
 record, under ``output_dir/shards/``. A rerun with the same run key skips completed shards; a
 different key (changed input, model or scoring config) is refused unless told to start over.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,13 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.outputs import save_npy, write_json, write_parquet
-from scoring import schema
+from records import schema
+from records.layout import SHARDS_DIR
+from records.writers import save_npy, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-SHARDS_DIR = "shards"
-EMBEDDINGS_DIR = "embeddings"  # float16 per-shard vectors beside the shards (RECOST's query embeddings)
 RUN_FILE = "run.json"
 
 
@@ -38,11 +38,16 @@ def prepare(out: Path, parts: dict[str, Any], resume: bool, name: str = SHARDS_D
     if run_file.exists() and resume:
         old = json.loads(run_file.read_text())
         if old["key"] != key:
-            changed = sorted(k for k in set(old["parts"]) | set(parts)
-                             if json.dumps(old["parts"].get(k), sort_keys=True, default=str)
-                             != json.dumps(parts.get(k), sort_keys=True, default=str))
-            raise ValueError(f"{out} holds scores of a different run (changed: {', '.join(changed)}); "
-                             f"use another output_dir, or resume=false to discard them and start over")
+            changed = sorted(
+                k
+                for k in set(old["parts"]) | set(parts)
+                if json.dumps(old["parts"].get(k), sort_keys=True, default=str)
+                != json.dumps(parts.get(k), sort_keys=True, default=str)
+            )
+            raise ValueError(
+                f"{out} holds scores of a different run (changed: {', '.join(changed)}); "
+                f"use another output_dir, or resume=false to discard them and start over"
+            )
         return d
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
@@ -101,8 +106,9 @@ class ShardCollector:
     """Groups scored rows arriving in any batching back into their input shards and commits each
     shard as soon as all its rows are in. ``bounds[k] = (first position, rows)``."""
 
-    def __init__(self, d: Path, bounds: list[tuple[int, int]], pending: list[int],
-                 emb_dir: Path | None = None) -> None:
+    def __init__(
+        self, d: Path, bounds: list[tuple[int, int]], pending: list[int], emb_dir: Path | None = None
+    ) -> None:
         self.d = d
         self.emb_dir = emb_dir
         self.bounds = bounds
@@ -126,5 +132,7 @@ class ShardCollector:
 
     def finish(self) -> None:
         if self.parts:
-            raise RuntimeError(f"scoring ended with shards {sorted(self.parts)[:10]} incomplete "
-                               f"({sum(self.have[k] for k in self.parts)} rows held); refusing to merge")
+            raise RuntimeError(
+                f"scoring ended with shards {sorted(self.parts)[:10]} incomplete "
+                f"({sum(self.have[k] for k in self.parts)} rows held); refusing to merge"
+            )

@@ -1,0 +1,45 @@
+"""Score tables: completeness of a merge, error masks, column updates (pyarrow only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from records import schema
+
+
+def validate_complete(table: pa.Table, n_rows: int) -> pa.Table:
+    """Sort by position and check every input row appears exactly once; raise loudly otherwise."""
+    pos = table.column(schema.POSITION).to_numpy()
+    counts = np.bincount(pos, minlength=n_rows) if len(pos) else np.zeros(n_rows, dtype=int)
+    missing, dup = np.flatnonzero(counts == 0), np.flatnonzero(counts > 1)
+    if len(counts) != n_rows or len(missing) or len(dup):
+        raise RuntimeError(
+            f"score merge is inconsistent: {len(missing)} input rows missing "
+            f"(e.g. {missing[:5].tolist()}), {len(dup)} duplicated (e.g. {dup[:5].tolist()}), "
+            f"{max(len(counts) - n_rows, 0)} unknown positions; refusing to select"
+        )
+    return table.take(pa.array(np.argsort(pos, kind="stable")))
+
+
+def errored(table: pa.Table) -> np.ndarray:
+    """Bool per row: the row carries an error reason."""
+    return table.column(schema.ERROR).is_valid().to_numpy(zero_copy_only=False)
+
+
+def with_columns(table: pa.Table, cols: dict[str, Any]) -> pa.Table:
+    """Add or replace columns."""
+    for name, values in cols.items():
+        arr = pa.array(values)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, arr)
+        else:
+            table = table.append_column(name, arr)
+    return table
+
+
+def numeric(table: pa.Table, *names: str) -> list[np.ndarray]:
+    """Columns as numpy arrays (nulls as NaN for floats)."""
+    return [table.column(n).to_numpy(zero_copy_only=False) for n in names]

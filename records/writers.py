@@ -1,0 +1,101 @@
+"""Atomic writers: every file is written under a temporary name and renamed into place, so a reader
+(or a resumed run) never sees half a file, and a hard link to an earlier version never changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from records import schema
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
+    os.replace(tmp, path)
+
+
+def save_npy(a: np.ndarray, path: Path) -> None:
+    """Write a ``.npy`` file via a temporary name + rename (like the other writers here)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, a)
+    os.replace(tmp, path)
+
+
+def write_selected(
+    shards: Iterable[str], positions: np.ndarray, path: Path, scores: pa.Table | None = None
+) -> int:
+    """Write the raw input records at ``positions`` in input order, one per line; returns the count.
+    With ``scores`` (position-sorted), each written record's id must be the id the scores hold for that
+    position, and exactly the selected rows must be written: anything else is a loud error."""
+    positions = np.sort(np.asarray(positions, dtype=np.int64))
+    want_ids = None if scores is None else np.asarray(scores.column(schema.ID).to_pylist(), dtype=object)
+    n = 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for shard in sorted(shards):  # shards are position-ordered
+            t = pq.read_table(shard, columns=[schema.ID, schema.POSITION, schema.RAW])
+            pos = t.column(schema.POSITION).to_numpy()
+            keep = np.flatnonzero(np.isin(pos, positions))
+            if want_ids is not None and len(keep):
+                ids = np.asarray(t.column(schema.ID).to_pylist(), dtype=object)[keep]
+                if pos[keep].max() >= len(want_ids) or not np.array_equal(ids, want_ids[pos[keep]]):
+                    tmp.unlink(missing_ok=True)
+                    raise RuntimeError(
+                        f"the records in {Path(shard).parent} do not belong to these scores "
+                        f"(ids differ); refusing to write {path.name}"
+                    )
+            raws = t.column(schema.RAW).to_pylist()
+            for i in keep:
+                f.write(raws[i] + "\n")
+            n += len(keep)
+    if n != len(positions):
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"{len(positions)} rows were selected but {n} records were found; refusing to write {path.name}"
+        )
+    os.replace(tmp, path)
+    return n
+
+
+def check_records(shards: Iterable[str], scores: pa.Table) -> None:
+    """The run's record shards must hold exactly the rows (ids, positions) of its scores table."""
+    t = pa.concat_tables([pq.read_table(s, columns=[schema.ID, schema.POSITION]) for s in sorted(shards)])
+    same = (
+        t.num_rows == scores.num_rows
+        and t.column(schema.POSITION).to_pylist() == scores.column(schema.POSITION).to_pylist()
+        and t.column(schema.ID).to_pylist() == scores.column(schema.ID).to_pylist()
+    )
+    if not same:
+        raise ValueError(
+            f"the records of this run ({t.num_rows} rows) do not match its scores.parquet "
+            f"({scores.num_rows} rows, ids differ): the run directory is inconsistent"
+        )
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Hard-link every file of ``src`` into ``dst`` (a copy where links cannot be made), replacing what
+    ``dst`` held. Winnow's writers replace files by rename, never in place, so a link never changes."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file():
+            try:
+                os.link(f, dst / f.name)
+            except OSError:
+                shutil.copy2(f, dst / f.name)
