@@ -80,8 +80,11 @@ def test_kcenter_beats_random_on_the_round_embeddings(first_run, tiny_model_dir,
     from records.staging import stage_input
     staged = stage_input(ROOT / "data" / "alpaca_sample.jsonl", tmp_path, limit=60)
     cfg = de_cfg(tiny_model_dir, out)
-    rc_spec = json.loads((out / "rounds" / "run.json").read_text())["parts"]["render"]
-    E = diverse_evol.embed_pool(staged, out / "rounds" / "round-02" / "model", tmp_path, cfg, rc_spec)
+    from jobs.settings import render_config
+
+    rc = render_config(cfg)  # the rendering the run used (its run.json records it as "render")
+    assert json.loads((out / "rounds" / "run.json").read_text())["parts"]["render"]["template"] == rc.template
+    E = diverse_evol.embed_pool(staged, out / "rounds" / "round-02" / "model", tmp_path, cfg, rc)
     valid = diverse_evol.valid_positions(staged)
     last = json.loads((out / "rounds" / "round-02" / "round.json").read_text())
     subset = last["subset"][: -len(last["added"])]   # the subset round 2 grew from

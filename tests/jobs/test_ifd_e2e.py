@@ -71,7 +71,7 @@ def test_manifest_and_report(run_result, mixed_input):
     _, out = run_result
     m = json.loads((out / "manifest.json").read_text())
     assert m["input"]["rows"] == len(mixed_input[1]) and len(m["input"]["sha256"]) == 64
-    assert m["input"]["read_outcomes"]["malformed_json"] == 1
+    assert m["input"]["read_outcomes"]["malformed_json"] == mixed_input[1].count("malformed_json")
     assert sum(m["selection"]["outcomes"].values()) == len(mixed_input[1])
     assert m["model"]["architectures"] == ["LlamaForCausalLM"]
     assert {"read", "score", "select"} <= set(m["timings_s"])
