@@ -143,15 +143,7 @@ def score_key(run: PoolRun, identity: dict[str, Any], spec: specs.ScorerSpec) ->
 
 def derived(table: pa.Table) -> dict[str, np.ndarray]:
     """Mean losses and both IFD forms from the stored sums and counts."""
-    return ifd_columns(
-        *tables.numeric(
-            table,
-            schema.nll_sum_col("cond"),
-            schema.tokens_col("cond"),
-            schema.nll_sum_col("uncond"),
-            schema.tokens_col("uncond"),
-        )
-    )
+    return ifd_columns(*tables.sums_and_counts(table, "cond", "uncond"))
 
 
 # ---- the selection stage (also what jobs.select runs on a finished IFD or Cherry run) ----

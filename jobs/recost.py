@@ -208,15 +208,7 @@ def manifest_fields(
 
 def recost_columns(table: pa.Table) -> dict[str, np.ndarray]:
     """H(A|K,Q) and both RPE forms from the stored sums and counts."""
-    return rpe_columns(
-        *tables.numeric(
-            table,
-            schema.nll_sum_col("cond"),
-            schema.tokens_col("cond"),
-            schema.nll_sum_col("know"),
-            schema.tokens_col("know"),
-        )
-    )
+    return rpe_columns(*tables.sums_and_counts(table, "cond", "know"))
 
 
 def merge_and_select(

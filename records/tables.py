@@ -43,3 +43,8 @@ def with_columns(table: pa.Table, cols: dict[str, Any]) -> pa.Table:
 def numeric(table: pa.Table, *names: str) -> list[np.ndarray]:
     """Columns as numpy arrays (nulls as NaN for floats)."""
     return [table.column(n).to_numpy(zero_copy_only=False) for n in names]
+
+
+def sums_and_counts(table: pa.Table, *passes: str) -> list[np.ndarray]:
+    """``[<p>_nll_sum, <p>_tokens]`` for each pass, in order (what the score formulas take)."""
+    return numeric(table, *(c for p in passes for c in (schema.nll_sum_col(p), schema.tokens_col(p))))
