@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +193,3 @@ def claim(
         raise
     _HELD[key] = [fd, 1, _log_handler(out) if log_file else None]
     return RunDir(out, job, owned)
-
-
-def held(out: Path) -> bool:
-    """Whether this process holds ``out`` (for writers that must only write into claimed runs)."""
-    return str(Path(out).expanduser().resolve()) in _HELD
-
-
-def iter_owned(out: Path) -> Iterator[Path]:
-    """The owned top-level paths of a run directory that exist."""
-    for name in _read_mark(out).get("owned", []):
-        if os.path.lexists(out / name):
-            yield out / name
