@@ -191,28 +191,29 @@ def split_json_array(text: str) -> Iterator[str]:
         yield tail
 
 
-def _iter_json_array(path: Path) -> Iterator[Row]:
+def json_array_elements(path: Path) -> Iterator[str]:
+    """The element texts of the JSON array in ``path`` (read whole; BOM skipped; a bad byte spoils only
+    its own element, which then holds a surrogate escape). A file that is no array is one clear error."""
     with open_input(path) as f:
-        data = f.read().removeprefix(BOM)
-    text = data.decode("utf-8", "surrogateescape")  # a bad byte spoils its own element only
+        text = f.read().removeprefix(BOM).decode("utf-8", "surrogateescape")
     try:
-        elements = split_json_array(text)
-        for i, el in enumerate(elements):
-            try:
-                el.encode("utf-8")
-            except UnicodeEncodeError:
-                yield Row(
-                    i,
-                    el.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                    error=schema.E_BAD_UTF8,
-                )
-                continue
-            rec, err, _ = parse_record(el)
-            yield Row(i, el if err else to_json_line(rec), rec, err)
+        yield from split_json_array(text)
     except ValueError as e:
         raise ValueError(
             f"{path}: {e}; use JSON lines, or data.format=jsonl if it holds one record per line"
         ) from e
+
+
+def _iter_json_array(path: Path) -> Iterator[Row]:
+    for i, el in enumerate(json_array_elements(path)):
+        try:
+            el.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = el.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            yield Row(i, raw, error=schema.E_BAD_UTF8)
+            continue
+        rec, err, _ = parse_record(el)
+        yield Row(i, el if err else to_json_line(rec), rec, err)
 
 
 def _iter_parquet(path: Path) -> Iterator[Row]:

@@ -99,11 +99,11 @@ def _prepare_dir(out: Path) -> None:
     """Create ``out`` or check that it is a directory we may use; one clear error otherwise."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir {out} exists and is not a directory")
-    if out.exists() and not (out / MARK).exists() and _foreign_entries(out):
+    foreign = _foreign_entries(out) if out.exists() and not (out / MARK).exists() else []
+    if foreign:
         raise ValueError(
             f"output_dir {out} is not empty and was not made by Winnow "
-            f"({len(_foreign_entries(out))} entries, e.g. {_foreign_entries(out)[0]!r}); "
-            f"choose a new or empty directory"
+            f"({len(foreign)} entries, e.g. {foreign[0]!r}); choose a new or empty directory"
         )
     try:
         out.mkdir(parents=True, exist_ok=True)
