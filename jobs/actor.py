@@ -96,6 +96,29 @@ def render_isolated(rows: list[dict[str, Any]], cfg: RenderConfig, tok: Any) -> 
     return out
 
 
+class TokenCountActor:
+    """``map_batches`` UDF on CPU: record columns in, each row's prompt and response token counts under
+    the scorer's tokenizer and rendering out (the length baseline's only pass: no model)."""
+
+    def __init__(self, spec: ScorerSpec, threads: int = 1) -> None:
+        from scoring.models import load_tokenizer
+
+        setup_actor(threads)
+        self.render = spec.render
+        self.render.validate()
+        self.tok = load_tokenizer(spec.model.path, spec.model.trust_remote_code)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rendered = render_isolated(batch_rows(batch), self.render, self.tok)
+        return {
+            schema.ID: batch[schema.ID],
+            schema.POSITION: batch[schema.POSITION],
+            schema.PROMPT_TOKENS: np.array([r.prompt_tokens for r in rendered], dtype=np.int64),
+            schema.RESPONSE_TOKENS: np.array([r.response_tokens for r in rendered], dtype=np.int64),
+            schema.ERROR: np.array([r.error for r in rendered], dtype=object),
+        }
+
+
 class ScoringActor:
     """``map_batches`` UDF: record columns (or a render stage's token ids) in, per-pass sums/counts +
     bookkeeping columns out."""

@@ -42,13 +42,16 @@ from scoring.models import model_identity
 from scoring.passes import RenderConfig
 from selection.coverage import nearest_selected
 from selection.kcenter import kcenter_greedy
+from selection.kmeans import kmeans
 
 log = logging.getLogger(__name__)
 
 ROUND_FILE = "round.json"
 ROUNDS = "rounds"
 RADIUS_PLOT = "radius.png"
-WRITES = (RECORDS_DIR, ROUNDS, SCORES_FILE, SELECTED_FILE, MANIFEST_FILE, REPORT_FILE, RADIUS_PLOT)
+LENGTHS_FILE = "response_tokens.npy"
+WRITES = (RECORDS_DIR, ROUNDS, SCORES_FILE, SELECTED_FILE, MANIFEST_FILE, REPORT_FILE, RADIUS_PLOT,
+          report.BASELINES_PLOT)
 
 
 def round_dir(out: Path, r: int) -> Path:
@@ -82,11 +85,13 @@ def initial_subset(valid: np.ndarray, k: int, seed: int) -> list[int]:
 
 def embed_pool(staged: Staged, model_path: Path, out: Path, cfg: Any, rc: RenderConfig) -> np.ndarray:
     """``[n_rows, hidden]`` float32 embeddings of every row (zeros for rows with an error), computed
-    afresh with ``model_path`` (the shard files are scratch: removed before and after)."""
+    afresh with ``model_path`` (the shard files are scratch: removed before and after; the vectors stay
+    in ``out/embeddings`` and the rows' response token counts in ``out/response_tokens.npy``)."""
     d = out / SHARDS_DIR
     shutil.rmtree(d, ignore_errors=True)
     spec = specs.embed_spec(cfg, model_path, rc, "full", cfg.evol.pooling)
-    _, E = embed_staged(staged, spec, specs.hf_resources(cfg), d, out / EMBEDDINGS_DIR, cfg)
+    t, E = embed_staged(staged, spec, specs.hf_resources(cfg), d, out / EMBEDDINGS_DIR, cfg)
+    writers.save_npy(t.column(schema.RESPONSE_TOKENS).to_numpy(), out / LENGTHS_FILE)
     shutil.rmtree(d, ignore_errors=True)
     return E
 
@@ -145,7 +150,6 @@ def run_round(
         "timings_s": timings,
     }
     writers.write_json(rec, d / ROUND_FILE)
-    shutil.rmtree(d / EMBEDDINGS_DIR, ignore_errors=True)
     return rec
 
 
@@ -189,6 +193,7 @@ def run(cfg: Any) -> Result:
             prev = round_dir(out, r - 1) / "model"
             if r > 0 and not cfg.evol.save_checkpoints and prev.exists():
                 shutil.rmtree(prev)  # only the last round's model is kept unless asked
+            shutil.rmtree(round_dir(out, r - 1) / EMBEDDINGS_DIR, ignore_errors=True)  # the last round's stay
         return finish(run, staged, errors, subset, records)
 
 
@@ -229,13 +234,32 @@ def finish(
             [r["radius_after"] for r in records],
             out / RADIUS_PLOT,
         )
+        sections, imgs = baselines(out, staged, records[-1]["round"], subset, ~has_error, int(run.cfg.seed))
         report.write_report(
             out,
             "Winnow DiverseEvol",
             {"selected": n_sel, "outcomes": counts, "rounds": manifest["rounds"]},
-            [(RADIUS_PLOT, "covering radius (round's embedding space) and subset size per round")],
+            [(RADIUS_PLOT, "covering radius (round's embedding space) and subset size per round"), *imgs],
+            sections=sections,
         )
     return Result(out, staged.n_rows, n_sel, counts, run.timings)
+
+
+def baselines(out: Path, staged: Staged, last: int, subset: list[int], eligible: np.ndarray, seed: int
+              ) -> tuple[list[str], list[tuple[str, str]]]:
+    """The subset beside random and longest ones of its size, in the last round's embedding space
+    (k-means clusters over it for the spread); nothing for a run whose last round predates it."""
+    d = round_dir(out, last)
+    if not (d / LENGTHS_FILE).exists() or not (d / EMBEDDINGS_DIR).exists():
+        return [], []
+    E = shards.load_embeddings(d / EMBEDDINGS_DIR, len(staged.shards)).astype(np.float32)
+    clusters = np.full(len(E), -1, dtype=np.int64)
+    idx = np.flatnonzero(eligible)
+    clusters[idx] = kmeans(E[idx], max(1, int(round(np.sqrt(len(idx) / 2)))), seed=seed)[1]
+    section, plot, _ = report.baseline_section(
+        out, "diverse_evol", np.asarray(subset), np.load(d / LENGTHS_FILE), eligible, seed, emb=E, clusters=clusters
+    )
+    return [section], [plot]
 
 
 METHOD = Method("diverse_evol", (), WRITES)

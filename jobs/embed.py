@@ -80,6 +80,7 @@ class RowEmbedActor:
                 schema.POSITION: pa.array(batch[schema.POSITION], pa.int64()),
                 "instr_nll_sum": pa.array(sums),
                 "instr_tokens": pa.array(counts),
+                schema.RESPONSE_TOKENS: pa.array([r.response_tokens for r in rendered], pa.int64()),
                 schema.ERROR: pa.array([r.error for r in rendered], pa.string()),
                 schema.EMB: emb_column(E),
             }

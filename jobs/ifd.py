@@ -30,7 +30,7 @@ from selection.topk import Selection, select_top
 log = logging.getLogger(__name__)
 
 OUTCOME = "outcome"
-PLOTS = ("ifd_hist.png", "ifd_vs_length.png", "outcomes.png")
+PLOTS = ("ifd_hist.png", "ifd_vs_length.png", "outcomes.png", report.BASELINES_PLOT)
 RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, "manifest.json", REPORT_FILE, *PLOTS)
 # top-level names this job writes under output_dir (records.rundir: owned by the run, nothing else touched)
 WRITES = (RECORDS_DIR, SHARDS_DIR, *RESELECT_WRITES)
@@ -87,6 +87,7 @@ def score_and_select(run: PoolRun) -> Result:
         table,
         sel,
         info,
+        int(cfg.seed),
         {
             "input": m["input"],
             "model": identity["name"],
@@ -216,15 +217,19 @@ def select_ifd(table: pa.Table, sel: IFDSelection) -> tuple[pa.Table, Selection,
 
 
 def write_report(
-    out: Path, table: pa.Table, sel: IFDSelection, info: dict[str, Any], summary: dict[str, Any]
+    out: Path, table: pa.Table, sel: IFDSelection, info: dict[str, Any], seed: int, summary: dict[str, Any]
 ) -> Path:
     score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
     outcome = np.array(table.column(OUTCOME).to_pylist())
     length = table.column(schema.RESPONSE_TOKENS).to_numpy()
-    hist, vs_length, outcomes = (out / name for name in PLOTS)
+    hist, vs_length, outcomes = (out / name for name in PLOTS[:3])
     report.plot_histogram(score, sel.max_score, info["lowest_selected_score"], sel.score, hist)
     report.plot_vs_length(score, length, outcome == "selected", sel.score, vs_length)
     report.plot_counts(info["outcomes"], "rows by outcome", outcomes)
+    variant = summary.get("variant", "default")
+    section, plot, _ = report.baseline_section(
+        out, "ifd" if variant == "default" else variant, np.flatnonzero(outcome == "selected"), length, ~tables.errored(table), seed, score, sel.score
+    )
     imgs = list(
         zip(
             PLOTS,
@@ -234,8 +239,8 @@ def write_report(
                 "rows by outcome (selected / drop reason)",
             ),
         )
-    )
-    return report.write_report(out, "Winnow IFD selection", summary, imgs, info.get("notice"))
+    ) + [plot]
+    return report.write_report(out, "Winnow IFD selection", summary, imgs, info.get("notice"), [section])
 
 
 def reselect(
@@ -248,8 +253,9 @@ def reselect(
     sel = selection_settings(cfg, variant)
     table, result, info = select_ifd(table, sel)
     writers.write_parquet(table, out / SCORES_FILE)
+    seed = int(prev.get("config", {}).get("seed", 0))
     write_report(
-        out, table, sel, info, {"variant": variant, "selection": sel.__dict__, **info, "rows": table.num_rows}
+        out, table, sel, info, seed, {"variant": variant, "selection": sel.__dict__, **info, "rows": table.num_rows}
     )
     return result.order, {**info, "variant": variant, "selection_settings": sel.__dict__}, table
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs import ifd, report, settings, skeleton, specs
+from jobs import dedup, ifd, report, settings, skeleton, specs
 from jobs.method import Method
 from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import PoolRun, Result, timed
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 RETRIEVAL_DIR = "retrieval"
 PASSES = ("cond", "uncond", "know")
-PLOTS = ("rpe_vs_ifd.png", "rpe_hist.png", "cluster_mix.png", "outcomes.png")
+PLOTS = ("rpe_vs_ifd.png", "rpe_hist.png", "cluster_mix.png", "outcomes.png", report.BASELINES_PLOT)
 RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, MANIFEST_FILE, REPORT_FILE, *PLOTS)
 WRITES = (RECORDS_DIR, SHARDS_DIR, RETRIEVAL_DIR, EMBEDDINGS_DIR, *RESELECT_WRITES)
 
@@ -74,6 +74,7 @@ def validate(cfg: Any) -> None:
     settings.check_budget(cfg)
     settings.render_config(cfg, PASSES)
     params(cfg)
+    dedup.params(cfg)
     if not cfg.kb.index:
         raise ValueError("kb.index is required: a directory built by `python -m jobs.kb_build`")
 
@@ -107,15 +108,14 @@ def run(cfg: Any) -> Result:
             staged = run.stage()
         reused = run_stages(run, staged, rdir, sdir, spec, rspec)
         with timed(run.timings, "select"):
-            table, result, info = merge_and_select(
-                sdir, rdir, run.out / EMBEDDINGS_DIR, staged, cfg.selection.budget, params(cfg)
-            )
+            table, emb = merge(sdir, rdir, run.out / EMBEDDINGS_DIR, staged)
+            table, result, info = select_table(table, emb, cfg.selection.budget, params(cfg), dedup.params(cfg))
             writers.write_parquet(table, run.out / SCORES_FILE)
             n_sel = writers.write_selected(staged.shards, result.order, run.out / SELECTED_FILE, table)
         m = run.write_manifest(
             staged, **manifest_fields(run, staged, identity, kbm, kb_dir, spec, rspec, info, reused)
         )
-        write_report(run.out, table, result, info, report_summary(m, info, cfg))
+        write_report(run.out, table, result, info, report_summary(m, info, cfg), emb, int(cfg.seed))
         log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, run.out / SELECTED_FILE)
         return Result(run.out, staged.n_rows, n_sel, info["outcomes"], run.timings)
 
@@ -211,32 +211,38 @@ def recost_columns(table: pa.Table) -> dict[str, np.ndarray]:
     return rpe_columns(*tables.sums_and_counts(table, "cond", "know"))
 
 
-def merge_and_select(
-    sdir: Path, rdir: Path, emb_dir: Path, staged: Staged, budget: float, p: RecostParams
-) -> tuple[pa.Table, RecostResult, dict[str, Any]]:
-    """Join the score and retrieval shards (both complete, position-sorted), derive, select."""
+def merge(sdir: Path, rdir: Path, emb_dir: Path, staged: Staged) -> tuple[pa.Table, np.ndarray]:
+    """Join the score and retrieval shards (both complete, position-sorted), derive; with the rows'
+    query embeddings."""
     n_shards = len(staged.shards)
     table = tables.validate_complete(shards.load_all(sdir, n_shards), staged.n_rows)
     retr = tables.validate_complete(shards.load_all(rdir, n_shards), staged.n_rows)
     table = tables.with_columns(table, {**ifd.derived(table), **recost_columns(table)})
     for name in (schema.KB_IDS, schema.KB_SIMS):
         table = table.append_column(name, retr.column(name))
-    return select_table(table, shards.load_embeddings(emb_dir, n_shards), budget, p)
+    return table, shards.load_embeddings(emb_dir, n_shards)
 
 
 def select_table(
-    table: pa.Table, emb: np.ndarray, budget: float, p: RecostParams
+    table: pa.Table, emb: np.ndarray, budget: float, p: RecostParams, dp: Any = None
 ) -> tuple[pa.Table, RecostResult, dict[str, Any]]:
-    """The RECOST selection over a complete scores table and its row-aligned embeddings."""
+    """The RECOST selection over a complete scores table and its row-aligned embeddings; with ``dp``
+    (``selection.semdedup.DedupParams``), semantic near-copies are dropped first."""
     if len(emb) != table.num_rows:
         raise RuntimeError(f"{len(emb)} embeddings for {table.num_rows} rows; refusing to select")
     k = resolve_budget(budget, table.num_rows)
     errored = tables.errored(table)
     ifd = table.column("ifd_loss").to_numpy(zero_copy_only=False)
     rpe = table.column(f"rpe_{p.rpe}").to_numpy(zero_copy_only=False)
-    result = recost_select(ifd, rpe, errored, emb.astype(np.float32), k, p)
+    dups = dedup.apply(emb.astype(np.float32), errored, dp)
+    removed = dups.removed if dups is not None else np.zeros(len(errored), dtype=bool)
+    result = recost_select(ifd, rpe, errored | removed, emb.astype(np.float32), k, p)
+    outcome = result.outcome.astype(object)  # a fixed-width str array would cut the new label
+    outcome[removed] = dedup.DUPLICATE
+    result.outcome = outcome.astype(str)
+    extra = dedup.columns(dups) if dups is not None else {}
     table = tables.with_columns(
-        table, {"outcome": result.outcome, "fused_rank": result.fused_rank, "cluster": result.cluster}
+        table, {"outcome": result.outcome, "fused_rank": result.fused_rank, "cluster": result.cluster, **extra}
     )
     n_know = np.array([len(x) for x in table.column(schema.KB_IDS).to_pylist()])
     info = {
@@ -271,7 +277,8 @@ def reselect(
         raise ValueError("this scores.parquet comes from jobs.recost: add selection=recost to re-select it")
     p = params(cfg)
     emb = shards.load_embeddings(out / EMBEDDINGS_DIR, int(prev["shards"]["total"]))
-    table, result, info = select_table(scores, emb, cfg.selection.budget, p)
+    dp = dedup.params(cfg if cfg.get("dedup") is not None else settings.as_config(prev.get("config", {})))
+    table, result, info = select_table(scores, emb, cfg.selection.budget, p, dp)
     writers.write_parquet(table, out / SCORES_FILE)
     write_report(
         out,
@@ -284,6 +291,8 @@ def reselect(
             "selection": skeleton.as_dict(cfg.selection),
             "outcomes": info["outcomes"],
         },
+        emb,
+        int(prev.get("config", {}).get("seed", 0)),
     )
     return result.order, info, table
 
@@ -302,12 +311,18 @@ def _mean_top1(sims: list[list[float]]) -> float | None:
 
 
 def write_report(
-    out: Path, table: pa.Table, result: RecostResult, info: dict[str, Any], summary: dict[str, Any]
+    out: Path,
+    table: pa.Table,
+    result: RecostResult,
+    info: dict[str, Any],
+    summary: dict[str, Any],
+    emb: np.ndarray,
+    seed: int,
 ) -> Path:
     ifd = table.column("ifd_loss").to_numpy(zero_copy_only=False)
     rpe = table.column("rpe_diff").to_numpy(zero_copy_only=False)
     sel = result.outcome == "selected"
-    scatter, hist, mix, outcomes = (out / name for name in PLOTS)
+    scatter, hist, mix, outcomes = (out / name for name in PLOTS[:4])
     report.plot_scatter(ifd, rpe, sel, "IFD (loss ratio)", "RPE = H(A|Q) - H(A|K,Q)", scatter)
     report.plot_histogram(rpe, None, None, "RPE (difference form, nats/token)", hist)
     report.plot_cluster_mix(result.cluster, result.cluster[result.order], mix)
@@ -323,8 +338,15 @@ def write_report(
             ),
         )
     )
+    errored = tables.errored(table)
+    section, plot, _ = report.baseline_section(
+        out, "recost", result.order, table.column(schema.RESPONSE_TOKENS).to_numpy(), ~errored, seed,
+        np.where(result.fused_rank >= 0, result.fused_rank, np.nan).astype(np.float64), "fused rank (0 = best)",
+        emb.astype(np.float32), result.cluster,
+    )
     return report.write_report(
-        out, "Winnow RECOST selection", {**summary, "selection_info": info}, imgs, info.get("notice")
+        out, "Winnow RECOST selection", {**summary, "selection_info": info}, imgs + [plot], info.get("notice"),
+        [section],
     )
 
 

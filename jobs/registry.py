@@ -6,7 +6,7 @@ its config, its tests, and one line here.
 
 from __future__ import annotations
 
-from jobs import cherry, diverse_evol, ifd, recost
+from jobs import baseline, cherry, dedup, diverse_evol, ifd, rds, recost
 from jobs.method import Method
 
 METHODS: dict[str, Method] = {
@@ -16,6 +16,9 @@ METHODS: dict[str, Method] = {
         recost.METHOD,
         cherry.METHOD,
         diverse_evol.METHOD,
+        baseline.METHOD,
+        dedup.METHOD,
+        rds.METHOD,
     )
 }
 

@@ -1,4 +1,5 @@
-"""report.html with PNG plots: IFD histogram with the cut lines, IFD vs response length, outcomes."""
+"""report.html with PNG plots (IFD histogram with the cut lines, IFD vs response length, outcomes,
+the method's own plots) and the random / longest baselines at the same budget."""
 
 from __future__ import annotations
 
@@ -128,9 +129,15 @@ def _cell(v: Any) -> str:
 
 
 def write_report(
-    out: Path, title: str, summary: dict[str, Any], images: list[tuple[str, str]], notice: str | None = None
+    out: Path,
+    title: str,
+    summary: dict[str, Any],
+    images: list[tuple[str, str]],
+    notice: str | None = None,
+    sections: list[str] | tuple[str, ...] = (),
 ) -> Path:
-    """A self-contained HTML page linking the PNGs next to it; ``notice`` is shown first, in red."""
+    """A self-contained HTML page linking the PNGs next to it; ``notice`` is shown first, in red;
+    ``sections`` (HTML fragments built here, text escaped) follow the summary table."""
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(_cell(v))}</pre></td></tr>"
         for k, v in summary.items()
@@ -150,11 +157,142 @@ def write_report(
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}th{text-align:left;"
-        "vertical-align:top;padding-right:1em}pre{margin:0}figure{display:inline-block;margin:.5em}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>{warn}<table>{rows}</table>{figs}</body></html>"
+        "vertical-align:top;padding-right:1em}pre{margin:0}pre.row{white-space:pre-wrap;max-width:28em}figure{display:inline-block;margin:.5em}"
+        "table.arms{border-collapse:collapse}table.arms td,table.arms th{border:1px solid #ccc;padding:.2em .5em}"
+        "</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>{warn}<table>{rows}</table>{''.join(sections)}{figs}"
+        "</body></html>"
     )
     path = out / REPORT
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+# ---- the baselines beside every selection (selection.baselines) ----
+
+BASELINES_PLOT = "baselines.png"
+ARM_COLOURS = {"random": "#8c8c8c", "longest": "#55a868"}
+
+
+def plot_baselines(
+    arms: dict[str, np.ndarray], lengths: np.ndarray, score: np.ndarray | None, score_name: str, path: Path
+) -> None:
+    """Response-length (and score) distributions of the pool and of every arm, as step histograms."""
+    plt = _plt()
+    panels = 2 if score is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.4), squeeze=False)
+    series = [("pool", np.arange(len(lengths)))] + list(arms.items())
+    for ax, values, label in ((axes[0][0], lengths, "response tokens"),) + (
+        ((axes[0][1], score, score_name),) if score is not None else ()
+    ):
+        v_all = np.asarray(values, dtype=np.float64)
+        finite = v_all[np.isfinite(v_all)]
+        if not len(finite):
+            continue
+        bins = np.histogram_bin_edges(finite, bins=30)
+        for name, pos in series:
+            v = v_all[np.asarray(pos, dtype=np.int64)]
+            v = v[np.isfinite(v)]
+            if len(v):
+                ax.hist(v, bins=bins, density=True, histtype="step", lw=1.6 if name != "pool" else 1.0,
+                        color=ARM_COLOURS.get(name, "#dd8452" if name != "pool" else "#4c72b0"),
+                        ls="--" if name == "pool" else "-", label=f"{name} ({len(v)})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("density")
+        ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def baselines_html(stats: dict[str, dict[str, Any]], score_name: str | None) -> str:
+    """The "same budget" table: one row per arm."""
+    cols = [("rows", lambda r: r["rows"]),
+            ("mean response tokens", lambda r: r["response_tokens"]["mean"]),
+            ("median response tokens", lambda r: r["response_tokens"]["median"])]
+    if score_name:
+        cols += [(f"mean {score_name}", lambda r: r.get("score", {}).get("mean")),
+                 (f"median {score_name}", lambda r: r.get("score", {}).get("median"))]
+    cols += [("overlap with longest", lambda r: r.get("overlap_with_longest")),
+             ("k-center radius", lambda r: r.get("kcenter_radius")),
+             ("mean distance to nearest pick", lambda r: r.get("mean_nearest")),
+             ("cluster entropy (normalised)", lambda r: r.get("cluster_entropy")),
+             ("clusters covered", lambda r: r.get("clusters_covered"))]
+    any_row = next(iter(stats.values()), {})
+    cols = [(h, f) for h, f in cols if any(f(r) is not None for r in stats.values()) or h == "rows"] \
+        if any_row else cols
+    head = "".join(f"<th>{html.escape(h)}</th>" for h, _ in cols)
+    body = "".join(
+        f"<tr><th>{html.escape(name)}</th>" + "".join(f"<td>{html.escape(_fmt(f(r)))}</td>" for _, f in cols)
+        + "</tr>"
+        for name, r in stats.items()
+    )
+    return (
+        "<h2>Baselines at the same budget</h2><p>Every arm has the same number of rows, drawn from the rows "
+        "without an error: <b>random</b> is a seeded uniform draw, <b>longest</b> the rows with the most "
+        "response tokens. k-center radius: the largest distance from a pool row to its nearest pick "
+        "(lower covers the pool better).</p>"
+        f"<table class='arms'><tr><th>arm</th>{head}</tr>{body}</table>"
+    )
+
+
+def baseline_section(
+    out: Path,
+    method: str,
+    selected: np.ndarray,
+    lengths: np.ndarray,
+    eligible: np.ndarray,
+    seed: int,
+    score: np.ndarray | None = None,
+    score_name: str | None = None,
+    emb: np.ndarray | None = None,
+    clusters: np.ndarray | None = None,
+) -> tuple[str, tuple[str, str], dict[str, Any]]:
+    """The method's picks beside a random and a longest subset of the same size (no model pass):
+    (HTML table, the distributions plot written to ``out``, the per-arm figures for the manifest)."""
+    from selection.baselines import compare_arms, longest_subset, random_subset
+
+    selected = np.asarray(selected, dtype=np.int64)
+    k = len(selected)
+    arms = {method: selected}
+    for name, pick in (("random", lambda: random_subset(eligible, k, seed)),
+                       ("longest", lambda: longest_subset(lengths, eligible, k))):
+        if name != method:
+            arms[name] = pick()
+    stats = compare_arms(arms, np.asarray(lengths), eligible, score, emb, clusters)
+    plot_baselines(arms, np.asarray(lengths), score, score_name or "score", out / BASELINES_PLOT)
+    caption = "response length" + (f" and {score_name}" if score is not None else "") + \
+        " distributions: pool, selection and the baselines"
+    return baselines_html(stats, score_name if score is not None else None), (BASELINES_PLOT, caption), stats
+
+
+def fold(text: str, limit: int = 400) -> str:
+    """Escaped text, cut to ``limit`` characters with the rest folded into a <details> block."""
+    text = text or ""
+    if len(text) <= limit:
+        return f"<pre class='row'>{html.escape(text)}</pre>"
+    return (f"<pre class='row'>{html.escape(text[:limit])}…</pre><details><summary>{len(text) - limit} more "
+            f"characters</summary><pre class='row'>{html.escape(text[limit:])}</pre></details>")
+
+
+def pairs_html(pairs: list[dict[str, Any]], threshold: float) -> str:
+    """Dropped near-copies beside the kept rows they copy."""
+    if not pairs:
+        return f"<h2>Near-copies</h2><p>No row was within cosine {threshold:g} of a kept row.</p>"
+    body = "".join(
+        f"<tr><td>{p['similarity']:.4f}</td><td>#{p['dropped']}{fold(p['dropped_text'])}</td>"
+        f"<td>#{p['kept']}{fold(p['kept_text'])}</td></tr>"
+        for p in pairs
+    )
+    return (f"<h2>Near-copies nearest the threshold ({threshold:g})</h2><table class='arms'><tr><th>cosine</th>"
+            f"<th>dropped row</th><th>kept row it copies</th></tr>{body}</table>")

@@ -73,6 +73,13 @@ def resolve_data_path(path: str) -> Path:
     return alt if alt.exists() else p
 
 
+def as_config(d: dict[str, Any]) -> Any:
+    """A plain dict (e.g. a manifest's recorded config) as a config node."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(d)
+
+
 def data_path(cfg: Any) -> Path:
     """The pool's input file (``data.path``), resolved."""
     return resolve_data_path(cfg.data.path)

@@ -14,14 +14,16 @@ import torch
 
 from scoring.batching import BatchPolicy, plan_batches
 
-POOLINGS = ("mean", "last")
+POOLINGS = ("mean", "last", "weighted_mean")
 
 
 def pool_hidden(hidden: torch.Tensor, lengths: torch.Tensor, skip: int = 1, pooling: str = "mean"
                 ) -> torch.Tensor:
     """``hidden [B, L, d]`` → ``[B, d]`` float32 over positions ``skip .. lengths-1`` of each row.
 
-    ``mean``: average of those positions; ``last``: the hidden state at ``lengths - 1``.
+    ``mean``: average of those positions; ``last``: the hidden state at ``lengths - 1``;
+    ``weighted_mean``: position ``i`` weighted by ``i + 1`` (SGPT's weighted mean, RDS+'s pooling),
+    normalised over the row's own positions, so padding never takes weight.
     Rows with no position to pool (``lengths <= skip``) come back as zero vectors.
     """
     if pooling not in POOLINGS:
@@ -32,8 +34,18 @@ def pool_hidden(hidden: torch.Tensor, lengths: torch.Tensor, skip: int = 1, pool
         out = h[torch.arange(h.shape[0], device=h.device), idx]
         return torch.where((lengths > skip).unsqueeze(1), out, torch.zeros_like(out))
     pos = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
-    mask = ((pos >= skip) & (pos < lengths.unsqueeze(1))).float().unsqueeze(2)
-    return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    mask = ((pos >= skip) & (pos < lengths.unsqueeze(1))).float()
+    if pooling == "weighted_mean":
+        mask = mask * (pos + 1).float()
+    mask = mask.unsqueeze(2)
+    return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-12)
+
+
+def pool_skip(pooling: str) -> int:
+    """Leading positions left out of the pool: the start token for ``mean``/``last`` (see the module
+    docstring); none for ``weighted_mean``, whose reference (RDS+) weights every position, the first
+    included (its weight, 1 of L(L+1)/2, is what the reference gives it)."""
+    return 0 if pooling == "weighted_mean" else 1
 
 
 class HFEmbedder:
@@ -89,7 +101,7 @@ def embed_and_score(model: Any, items: Sequence[Any], pad_id: int, policy: Batch
         n_ctx = torch.tensor([it.n_ctx for it in seqs], device=device)
         attn = (torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)).long()
         hidden = model.get_decoder()(input_ids=ids, attention_mask=attn).last_hidden_state
-        emb[batch] = pool_hidden(hidden, lengths, skip=1, pooling=pooling).cpu().numpy()
+        emb[batch] = pool_hidden(hidden, lengths, skip=pool_skip(pooling), pooling=pooling).cpu().numpy()
         mask = scored_mask(lengths, n_ctx, width)
         if mask.any():
             targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)[mask]

@@ -33,3 +33,14 @@ def test_finish_centres_and_normalises():
     out = finish(E, E.mean(axis=0))
     assert np.allclose(out, [[-1.0, 0.0], [1.0, 0.0]])
     assert np.allclose(np.linalg.norm(finish(E, None), axis=1), 1.0)
+
+
+def test_weighted_mean_is_the_reference_pooling_and_ignores_padding():
+    # RDS+'s reference (batch 1): weights (i + 1) / sum over every position of the sequence
+    h = torch.arange(12, dtype=torch.float32).reshape(1, 6, 2)
+    w = torch.arange(1, 5, dtype=torch.float32)  # a 4-token row, padded to 6
+    want = (h[0, :4] * w[:, None]).sum(0) / w.sum()
+    got = pool_hidden(h, torch.tensor([4]), skip=0, pooling="weighted_mean")
+    assert torch.allclose(got[0], want)
+    padded = torch.cat([h[:, :4], torch.full((1, 2, 2), 1e6)], dim=1)  # whatever the padding holds
+    assert torch.allclose(pool_hidden(padded, torch.tensor([4]), skip=0, pooling="weighted_mean"), got)
