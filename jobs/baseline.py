@@ -30,7 +30,7 @@ from selection.budget import resolve_budget
 
 log = logging.getLogger(__name__)
 
-PASSES = ("cond",)
+PASSES = ("cond", "uncond")  # the scorer's rendering (method=cherry needs both); counts come from cond
 RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, MANIFEST_FILE, REPORT_FILE, report.BASELINES_PLOT)
 WRITES = (RECORDS_DIR, SHARDS_DIR, *RESELECT_WRITES)
 RANK = "baseline_rank"  # pick order among the selected rows (longest: 0 = longest); -1 not selected

@@ -73,7 +73,7 @@ def columns(res: DedupResult) -> dict[str, np.ndarray]:
 
 def validate(cfg: Any) -> None:
     settings.validate_common(cfg)
-    settings.render_config(cfg, ("cond",))
+    settings.render_config(cfg)
     if params(cfg) is None:
         raise ValueError("jobs.dedup needs dedup=semantic (dedup.kind=semantic)")
     if cfg.embed.what not in ("full", "instruction"):
@@ -97,7 +97,7 @@ def embed_key(run: PoolRun, what: str, pooling: str) -> dict[str, Any]:
 
 
 def run(cfg: Any) -> Result:
-    with skeleton.pool_run(cfg, "dedup", WRITES, validate, ("cond",)) as run:
+    with skeleton.pool_run(cfg, "dedup", WRITES, validate) as run:
         p = params(cfg)
         what, pooling = str(cfg.embed.what), str(cfg.embed.pooling)
         with timed(run.timings, "read"):

@@ -58,7 +58,7 @@ def check_rds(r: Any) -> None:
 def validate(cfg: Any) -> None:
     settings.validate_common(cfg)
     settings.check_budget(cfg)
-    settings.render_config(cfg, ("cond",))
+    settings.render_config(cfg)
     check_rds(cfg.rds)
     dedup.params(cfg)
     path = target_path(cfg)
@@ -91,7 +91,7 @@ def stage_target(run: PoolRun) -> Staged:
 
 
 def run(cfg: Any) -> Result:
-    with skeleton.pool_run(cfg, "rds", WRITES, validate, ("cond",), [target_path(cfg)]) as run:
+    with skeleton.pool_run(cfg, "rds", WRITES, validate, inputs=[target_path(cfg)]) as run:
         pooling = str(cfg.rds.pooling)
         with timed(run.timings, "read"):
             staged, tstaged = run.stage(), stage_target(run)
@@ -177,7 +177,8 @@ def reselect(cfg: Any, table: pa.Table, prev: dict[str, Any], out: Path
              ) -> tuple[np.ndarray, dict[str, Any], pa.Table]:
     """``jobs.select`` on an RDS run: another budget, ``rds.aggregate`` or dedup; no re-embedding."""
     pc = settings.as_config(prev.get("config", {}))
-    aggregate = str((cfg.get("rds") or pc.rds).get("aggregate") or pc.rds.aggregate)
+    aggregate = str((cfg.get("rds") or {}).get("aggregate") or pc.rds.aggregate)
+    check_rds(settings.as_config({"aggregate": aggregate, "pooling": pc.rds.pooling}))
     n_shards = len(list((out / RECORDS_DIR).glob("part-*.parquet")))
     P = shards.load_embeddings(out / EMBEDDINGS_DIR, n_shards).astype(np.float32)
     t_shards = len(list((out / TARGET_DIR / RECORDS_DIR).glob("part-*.parquet")))

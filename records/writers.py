@@ -88,13 +88,15 @@ def check_records(shards: Iterable[str], scores: pa.Table) -> None:
 
 
 def link_tree(src: Path, dst: Path) -> None:
-    """Hard-link every file of ``src`` into ``dst`` (a copy where links cannot be made), replacing what
+    """Hard-link every file of ``src`` (and of its subdirectories) into ``dst`` (a copy where links cannot be made), replacing what
     ``dst`` held. Winnow's writers replace files by rename, never in place, so a link never changes."""
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
     for f in sorted(src.iterdir()):
-        if f.is_file():
+        if f.is_dir() and not f.is_symlink():
+            link_tree(f, dst / f.name)  # e.g. a target set's records/, shards/, embeddings/
+        elif f.is_file():
             try:
                 os.link(f, dst / f.name)
             except OSError:

@@ -103,20 +103,21 @@ def semdedup(E: np.ndarray, eligible: np.ndarray, p: DedupParams) -> DedupResult
     """Near-duplicates among the ``eligible`` rows of ``E`` (row index = input position)."""
     p.check()
     n = len(E)
-    X = unit_rows(E, p.center)
-    part = np.asarray(eligible, dtype=bool) & (np.abs(X).sum(axis=1) > 0)
-    idx = np.flatnonzero(part)
+    E = np.nan_to_num(np.asarray(E, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    idx = np.flatnonzero(np.asarray(eligible, dtype=bool) & (np.abs(E).sum(axis=1) > 0))
     dup = np.full(n, -1, dtype=np.int64)
     sim = np.full(n, np.nan, dtype=np.float32)
     cluster = np.full(n, -1, dtype=np.int64)
     if not len(idx):
         return DedupResult(dup, sim, cluster)
+    X = unit_rows(E[idx], p.center)  # centred on the rows that take part (errors are zero vectors)
     k = int(p.clusters) if p.clusters else int(np.ceil(np.sqrt(len(idx))))
-    _, assign = kmeans(X[idx], k, seed=p.seed, niter=p.niter)
+    _, assign = kmeans(X, k, seed=p.seed, niter=p.niter)
     cluster[idx] = assign
     for c in np.unique(assign):
-        members = idx[assign == c]  # ascending input position
-        li, lj, ls = similar_pairs(X[members], float(p.threshold))
+        local = np.flatnonzero(assign == c)
+        members = idx[local]  # ascending input position
+        li, lj, ls = similar_pairs(X[local], float(p.threshold))
         d, s = greedy_keep(len(members), li, lj, ls)
         hit = d >= 0
         dup[members[hit]] = members[d[hit]]

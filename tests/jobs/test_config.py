@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs import cherry, diverse_evol, ifd, kb_build, recost, settings, specs
+from jobs import baseline, cherry, dedup, diverse_evol, ifd, kb_build, rds, recost, settings, specs
 from jobs.train import train_params
 from jobs.settings import ROOT
 from tests.jobs.helpers import compose
@@ -14,7 +14,7 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "experiment")
 
 # combinations refused on purpose (tested in test_recost_bad_values_fail_early)
-REFUSED = {("recost", "method", "cherry")}
+REFUSED = {("recost", "method", "cherry"), ("dedup", "dedup", "none")}
 # each job's own validate (what its run calls first); recost needs a kb.index to name
 def _with_paths(validate):
     """A job's validate on a config whose required paths (kb.path, kb.index) are filled in."""
@@ -28,8 +28,17 @@ def _with_paths(validate):
     return check
 
 
+def _with_target(cfg):
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.target.path = str(ROOT / "data" / "alpaca_sample.jsonl")
+    rds.validate(cfg)
+
+
 VALIDATE = {"ifd": ifd.validate, "kb_build": _with_paths(kb_build.validate), "cherry": cherry.validate,
-            "diverse_evol": diverse_evol.validate, "recost": _with_paths(recost.validate)}
+            "diverse_evol": diverse_evol.validate, "recost": _with_paths(recost.validate),
+            "baseline": baseline.validate, "dedup": dedup.validate, "rds": _with_target}
 _validate_recost = VALIDATE["recost"]
 
 
@@ -161,3 +170,27 @@ def test_model_in_loop_readme_keys_exist():
                                  "output_dir=out/", "evol.warm_start=true", "evol.save_checkpoints=true"])
     _validate_trained(d)
     assert d.evol.epochs == 3 and train_params(d, d.evol.epochs).epochs == 3 and train_params(d).lr == 2e-5
+
+
+def test_new_methods_readme_keys_exist():
+    b = compose("baseline", ["baseline=longest", "data.path=pool.jsonl", "selection.budget=0.05"])
+    baseline.validate(b)
+    d = compose("dedup", ["data.path=pool.jsonl", "dedup.threshold=0.9", "dedup.clusters=50", "embed.what=instruction"])
+    dedup.validate(d)
+    assert dedup.params(d).threshold == 0.9 and dedup.params(d).clusters == 50
+    r = compose("rds", [f"target.path={ROOT / 'data' / 'alpaca_sample.jsonl'}", "data.path=pool.jsonl",
+                        "selection.budget=0.05", "rds.aggregate=max", "dedup=semantic"])
+    rds.validate(r)
+    assert dedup.params(r).threshold == 0.95
+    assert dedup.params(compose("recost", ["dedup=semantic"])) is not None
+    assert dedup.params(compose("recost", [])) is None
+
+
+@pytest.mark.parametrize("job,override,match", [
+    ("rds", "rds.aggregate=mean", "rds.aggregate"), ("rds", "rds.pooling=max", "rds.pooling"),
+    ("dedup", "dedup.threshold=0", "dedup.threshold"), ("dedup", "embed.what=all", "embed.what"),
+    ("baseline", "baseline=median", "baseline"), ("rds", "dedup=semantic dedup.threshold=2", "dedup.threshold"),
+])
+def test_new_methods_bad_values_fail_early(job, override, match):
+    with pytest.raises(ValueError, match=match):
+        VALIDATE[job](compose(job, override.split()))

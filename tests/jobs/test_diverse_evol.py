@@ -44,6 +44,10 @@ def test_rounds_grow_the_subset_and_cover_better(first_run):
     assert len(lines) == 26 and (out / "radius.png").exists()
     assert (out / "rounds" / "round-02" / "model" / "config.json").exists()      # last model kept
     assert not (out / "rounds" / "round-00" / "model").exists()                  # earlier ones dropped
+    assert not (out / "rounds" / "round-00" / "embeddings").exists()             # only the last round's vectors
+    html = (out / "report.html").read_text()                                     # beside random and longest,
+    assert "<th>diverse_evol</th>" in html and "<th>random</th>" in html         # in the last round's space
+    assert "k-center radius" in html and (out / "baselines.png").exists()
 
 
 def test_same_seed_same_subset(first_run, tiny_model_dir, tmp_path):

@@ -76,8 +76,11 @@ def test_manifest_and_report(run_result, mixed_input):
     assert m["model"]["architectures"] == ["LlamaForCausalLM"]
     assert {"read", "score", "select"} <= set(m["timings_s"])
     html = (out / "report.html").read_text()
-    for png in ("ifd_hist.png", "ifd_vs_length.png", "outcomes.png"):
+    for png in ("ifd_hist.png", "ifd_vs_length.png", "outcomes.png", "baselines.png"):
         assert png in html and (out / png).stat().st_size > 1000
+    assert "Baselines at the same budget" in html and "overlap with longest" in html
+    for arm in ("ifd", "random", "longest"):
+        assert f"<th>{arm}</th>" in html
 
 
 def test_reselect_without_rescoring(run_result, tmp_path):

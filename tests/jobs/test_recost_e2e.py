@@ -106,9 +106,13 @@ def test_outputs_and_report(run_result, files):
     m = json.loads((out / "manifest.json").read_text())
     assert m["job"] == "recost" and m["kb"]["rows"] == 61 and m["selection"]["selected"] == 6
     assert sum(m["selection"]["outcomes"].values()) == len(t)
-    for f in ("report.html", "rpe_vs_ifd.png", "cluster_mix.png", "outcomes.png"):
+    for f in ("report.html", "rpe_vs_ifd.png", "cluster_mix.png", "outcomes.png", "baselines.png"):
         assert (out / f).stat().st_size > 0
     assert len(list((out / "embeddings").glob("part-*.npy"))) == m["shards"]["total"]
+    html = (out / "report.html").read_text()  # the baselines beside the method, with coverage figures
+    for arm in ("recost", "random", "longest"):
+        assert f"<th>{arm}</th>" in html
+    assert "k-center radius" in html and "cluster entropy" in html
 
 
 def test_rerun_reuses_both_stages(run_result, files, kb_dir, tiny_model_dir):
