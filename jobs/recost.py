@@ -62,7 +62,7 @@ def params(cfg: Any) -> RecostParams:
         window=int(s.window),
         tau=float(s.tau),
         n_clusters=None if s.clusters == "auto" else int(s.clusters),
-        seed=int(cfg.get("seed", 0)),
+        seed=int(cfg.get("seed") or 0),  # jobs.select: seed null = 0, as before it had the key
     )
     p.check()
     return p

@@ -22,6 +22,12 @@ def _plt():
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def plot_histogram(
     score: np.ndarray, cut: float | None, threshold: float | None, name: str, path: Path
 ) -> None:
@@ -37,9 +43,7 @@ def plot_histogram(
     ax.set_ylabel("rows")
     if cut is not None or threshold is not None:
         ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_vs_length(
@@ -54,9 +58,7 @@ def plot_vs_length(
     ax.set_xlabel("response tokens")
     ax.set_ylabel(name)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_counts(counts: dict[str, int], title: str, path: Path) -> None:
@@ -66,9 +68,7 @@ def plot_counts(counts: dict[str, int], title: str, path: Path) -> None:
     ax.barh(keys, [counts[k] for k in keys], color="#55a868")
     ax.invert_yaxis()
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_scatter(
@@ -83,9 +83,7 @@ def plot_scatter(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_cluster_mix(pool: np.ndarray, selected: np.ndarray, path: Path, top: int = 30) -> None:
@@ -104,9 +102,7 @@ def plot_cluster_mix(pool: np.ndarray, selected: np.ndarray, path: Path, top: in
     ax.set_xlabel("cluster (largest first)")
     ax.set_ylabel("share of rows")
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_rounds(rounds: list[int], sizes: list[int], radius: list[float], path: Path) -> None:
@@ -119,9 +115,7 @@ def plot_rounds(rounds: list[int], sizes: list[int], radius: list[float], path: 
     ax2.plot(rounds, sizes, "s--", color="orange", label="subset size")
     ax2.set_ylabel("subset size")
     fig.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _cell(v: Any) -> str:
@@ -202,9 +196,7 @@ def plot_baselines(
         ax.set_xlabel(label)
         ax.set_ylabel("density")
         ax.legend(loc="best", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _fmt(v: Any) -> str:

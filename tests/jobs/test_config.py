@@ -184,6 +184,10 @@ def test_new_methods_readme_keys_exist():
     assert dedup.params(r).threshold == 0.95
     assert dedup.params(compose("recost", ["dedup=semantic"])) is not None
     assert dedup.params(compose("recost", [])) is None
+    sel = compose("select", ["scores=out/rds/scores.parquet", "rds.aggregate=max", "seed=1", "baseline=longest",
+                             "dedup=semantic"])
+    assert sel.rds.aggregate == "max" and sel.seed == 1 and dedup.params(sel) is not None
+    assert compose("select", ["scores=s.parquet"]).get("dedup") is None  # unset: the run's own
 
 
 @pytest.mark.parametrize("job,override,match", [
