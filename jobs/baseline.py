@@ -24,7 +24,7 @@ from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import Result, timed
 from records import schema, shards, tables, writers
 from records.layout import MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SHARDS_DIR
-from scoring.models import model_identity
+from scoring.models import content_key, model_identity
 from selection.baselines import BASELINES, baseline_subset
 from selection.budget import resolve_budget
 
@@ -55,31 +55,56 @@ def run(cfg: Any) -> Result:
         spec = specs.scorer_spec(cfg, run.model_path, run.rc)
         identity = model_identity(run.model_path, cfg.model.name)
         with timed(run.timings, "read"):
-            key = {**run.input_parts(), "tokenizer": identity, "render": asdict(spec.render)}
+            key = {**run.input_parts(), "tokenizer": content_key(identity), "render": asdict(spec.render)}
             shard_dir = shards.prepare(run.out, key, bool(cfg.resume))
             staged = run.stage()
         with timed(run.timings, "tokenize"):
             from jobs.actor import TokenCountActor
 
             res = specs.Resources(specs.hf_resources(cfg).actors, 1.0, 0.0)
-            run_stage(shard_dir, staged.bounds, [shard_item(s) for s in staged.shards], TokenCountActor,
-                      spec, res, cfg, "tokenized")
+            run_stage(
+                shard_dir,
+                staged.bounds,
+                [shard_item(s) for s in staged.shards],
+                TokenCountActor,
+                spec,
+                res,
+                cfg,
+                "tokenized",
+            )
         with timed(run.timings, "select"):
             table = tables.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
             order, table, info = select(table, check_kind(cfg.baseline), cfg.selection.budget, int(cfg.seed))
             writers.write_parquet(table, run.out / SCORES_FILE)
             n_sel = writers.write_selected(staged.shards, order, run.out / SELECTED_FILE, table)
-        m = run.write_manifest(staged, model=identity, baseline=cfg.baseline, seed=int(cfg.seed), selection=info)
-        write_report(run.out, table, order, info, cfg.baseline, int(cfg.seed),
-                     {"input": m["input"], "baseline": cfg.baseline, "seed": int(cfg.seed),
-                      "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows",
-                      "outcomes": info["outcomes"], "timings_s": run.timings})
-        log.info("selected %d of %d rows (%s) -> %s", n_sel, staged.n_rows, cfg.baseline,
-                 run.out / SELECTED_FILE)
+        m = run.write_manifest(
+            staged, model=identity, baseline=cfg.baseline, seed=int(cfg.seed), selection=info
+        )
+        write_report(
+            run.out,
+            table,
+            order,
+            info,
+            cfg.baseline,
+            int(cfg.seed),
+            {
+                "input": m["input"],
+                "baseline": cfg.baseline,
+                "seed": int(cfg.seed),
+                "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows",
+                "outcomes": info["outcomes"],
+                "timings_s": run.timings,
+            },
+        )
+        log.info(
+            "selected %d of %d rows (%s) -> %s", n_sel, staged.n_rows, cfg.baseline, run.out / SELECTED_FILE
+        )
         return Result(run.out, staged.n_rows, n_sel, info["outcomes"], run.timings)
 
 
-def select(table: pa.Table, kind: str, budget: float, seed: int) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:
+def select(
+    table: pa.Table, kind: str, budget: float, seed: int
+) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:
     """The baseline's picks over a complete token-count table: (order, table with outcome/rank, info)."""
     k = resolve_budget(budget, table.num_rows)
     errored = tables.errored(table)
@@ -90,21 +115,33 @@ def select(table: pa.Table, kind: str, budget: float, seed: int) -> tuple[np.nda
     outcome = np.where(rank >= 0, "selected", np.where(errored, "error", "not_selected"))
     table = tables.with_columns(table, {"outcome": outcome.astype(str), RANK: rank})
     counts = {str(a): int(b) for a, b in zip(*np.unique(outcome, return_counts=True))}
-    info = {"budget_rows": k, "selected": int(len(order)), "outcomes": counts,
-            "mean_response_tokens_selected": float(lengths[order].mean()) if len(order) else None,
-            "mean_response_tokens_pool": float(lengths[~errored].mean()) if (~errored).any() else None}
+    info = {
+        "budget_rows": k,
+        "selected": int(len(order)),
+        "outcomes": counts,
+        "mean_response_tokens_selected": float(lengths[order].mean()) if len(order) else None,
+        "mean_response_tokens_pool": float(lengths[~errored].mean()) if (~errored).any() else None,
+    }
     return order, table, info
 
 
-def write_report(out: Path, table: pa.Table, order: np.ndarray, info: dict[str, Any], kind: str, seed: int,
-                 summary: dict[str, Any]) -> Path:
+def write_report(
+    out: Path,
+    table: pa.Table,
+    order: np.ndarray,
+    info: dict[str, Any],
+    kind: str,
+    seed: int,
+    summary: dict[str, Any],
+) -> Path:
     lengths = table.column(schema.RESPONSE_TOKENS).to_numpy(zero_copy_only=False)
     section, plot, _ = report.baseline_section(out, kind, order, lengths, ~tables.errored(table), seed)
     return report.write_report(out, f"Winnow baseline: {kind}", summary, [plot], sections=[section])
 
 
-def reselect(cfg: Any, table: pa.Table, prev: dict[str, Any], out: Path
-             ) -> tuple[np.ndarray, dict[str, Any], pa.Table]:
+def reselect(
+    cfg: Any, table: pa.Table, prev: dict[str, Any], out: Path
+) -> tuple[np.ndarray, dict[str, Any], pa.Table]:
     """``jobs.select`` on a baseline run: another budget, ``baseline`` or ``seed`` (null: the run's)."""
     pc = prev.get("config", {})
     kind = check_kind(cfg.get("baseline") or pc.get("baseline"))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs import ifd, settings, skeleton, specs
+from jobs import dedup, ifd, settings, skeleton, specs
 from jobs.embed import embed_staged
 from jobs.method import Method
 from jobs.skeleton import PoolRun, Result, timed
@@ -34,7 +34,7 @@ from records import shards, tables, writers
 from records.layout import EMBEDDINGS_DIR, MANIFEST_FILE, SHARDS_DIR
 from records.shards import RUN_FILE
 from records.staging import Staged, subset_rows
-from scoring.models import model_identity
+from scoring.models import content_key, model_identity
 from scoring.passes import RenderConfig
 from selection.kmeans import cherry_cluster_picks, kmeans
 from selection.scores import perplexity
@@ -90,6 +90,21 @@ def relative_to_run(path: Path, out: Path) -> str:
 def validate(cfg: Any) -> None:
     ifd.validate(cfg)
     train_params(cfg)
+    if dedup.params(cfg) is not None and cfg.cherry.pre_experienced:
+        raise ValueError(
+            "dedup=semantic uses the pre-experience stage's instruction embeddings, which "
+            "cherry.pre_experienced skips; run jobs.dedup first and give its deduped.jsonl as data.path"
+        )
+
+
+def near_copies(cfg: Any, staged: Staged, st: Path) -> dict[str, np.ndarray]:
+    """With ``dedup=semantic``: the dedup columns over the stage's instruction embeddings (rows whose
+    instruction could not be embedded take no part); none otherwise."""
+    p = dedup.params(cfg)
+    if p is None:
+        return {}
+    E = shards.load_embeddings(st / EMBEDDINGS_DIR, len(staged.shards)).astype(np.float32)
+    return dedup.columns(dedup.apply(E, np.zeros(len(E), dtype=bool), p))
 
 
 def run(cfg: Any) -> Result:
@@ -113,10 +128,14 @@ def run(cfg: Any) -> Result:
         icfg = copy.deepcopy(cfg)
         with open_dict(icfg):
             icfg.model.name = str(model)
-        result = ifd.score_and_select(run.with_model(icfg, Path(model)))
+        result = ifd.score_and_select(run.with_model(icfg, Path(model)), near_copies(cfg, staged, st))
         m = json.loads((run.out / MANIFEST_FILE).read_text())
-        m.update(job="cherry", pre_experienced_model=relative_to_run(Path(model), run.out),
-                 base_model=parts["model"], stages=stages_record(picks, tlog, run.timings))
+        m.update(
+            job="cherry",
+            pre_experienced_model=relative_to_run(Path(model), run.out),
+            base_model=model_identity(run.model_path, cfg.model.name),
+            stages=stages_record(picks, tlog, run.timings),
+        )
         writers.write_json(m, run.out / MANIFEST_FILE)
         return result
 
@@ -124,8 +143,13 @@ def run(cfg: Any) -> Result:
 def stages_record(picks: dict[str, Any], tlog: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
     """The manifest's account of the pre-experience stages."""
     losses = tlog.get("losses") or [None]
-    return {"picks": len(picks["positions"]), "n_clusters": picks.get("n_clusters"),
-            "train_loss_first": losses[0], "train_loss_last": losses[-1], "timings_s": timings}
+    return {
+        "picks": len(picks["positions"]),
+        "n_clusters": picks.get("n_clusters"),
+        "train_loss_first": losses[0],
+        "train_loss_last": losses[-1],
+        "timings_s": timings,
+    }
 
 
 def stage_key(run: PoolRun, base: Path) -> dict[str, Any]:
@@ -133,7 +157,7 @@ def stage_key(run: PoolRun, base: Path) -> dict[str, Any]:
     cfg = run.cfg
     return {
         "input_sha256": run.src.sha256,
-        "model": model_identity(base, cfg.model.name),
+        "model": content_key(model_identity(base, cfg.model.name)),
         "cherry": skeleton.as_dict(cfg.cherry),
         "train": skeleton.as_dict(cfg.train),
         "render": asdict(run.rc),

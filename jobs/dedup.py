@@ -29,16 +29,23 @@ from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
 from records.layout import EMBEDDINGS_DIR, MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SHARDS_DIR
 from records.staging import Staged, read_positions
-from scoring.models import model_identity
-from selection.semdedup import DedupParams, DedupResult, semdedup
+from scoring.models import content_key, model_identity
+from selection.semdedup import DROP_DUPLICATE, DedupParams, DedupResult, semdedup
 
 log = logging.getLogger(__name__)
 
 DEDUPED_FILE = "deduped.jsonl"
-DUPLICATE = "semantic_duplicate"  # the outcome of a dropped near-copy (any job's scores.parquet)
 PLOTS = ("outcomes.png", "duplicate_similarity.png")
-WRITES = (RECORDS_DIR, SHARDS_DIR, EMBEDDINGS_DIR, SCORES_FILE, DEDUPED_FILE, MANIFEST_FILE, REPORT_FILE,
-          *PLOTS)
+WRITES = (
+    RECORDS_DIR,
+    SHARDS_DIR,
+    EMBEDDINGS_DIR,
+    SCORES_FILE,
+    DEDUPED_FILE,
+    MANIFEST_FILE,
+    REPORT_FILE,
+    *PLOTS,
+)
 KINDS = ("none", "semantic")
 EXAMPLES = 12
 
@@ -50,8 +57,12 @@ def params(cfg: Any) -> DedupParams | None:
         return None
     if d.kind not in KINDS:
         raise ValueError(f"unknown dedup.kind {d.kind!r}; choose one of {', '.join(KINDS)}")
-    p = DedupParams(threshold=float(d.threshold), clusters=None if d.clusters == "auto" else int(d.clusters),
-                    center=bool(d.center), seed=int(cfg.get("seed", 0) or 0))
+    p = DedupParams(
+        threshold=float(d.threshold),
+        clusters=None if d.clusters == "auto" else int(d.clusters),
+        center=bool(d.center),
+        seed=int(cfg.get("seed", 0) or 0),
+    )
     p.check()
     return p
 
@@ -61,8 +72,12 @@ def apply(emb: np.ndarray, errored: np.ndarray, p: DedupParams | None) -> DedupR
     if p is None:
         return None
     res = semdedup(emb, ~np.asarray(errored, dtype=bool), p)
-    log.info("semantic dedup: %d near-copies among %d rows (threshold %.3f)", int(res.removed.sum()),
-             int((~errored).sum()), p.threshold)
+    log.info(
+        "semantic dedup: %d near-copies among %d rows (threshold %.3f)",
+        int(res.removed.sum()),
+        int((~errored).sum()),
+        p.threshold,
+    )
     return res
 
 
@@ -80,20 +95,28 @@ def validate(cfg: Any) -> None:
         raise ValueError(f"unknown embed.what {cfg.embed.what!r}; choose full or instruction")
 
 
-def embed_pool(run: PoolRun, staged: Staged, what: str, pooling: str, key: dict[str, Any]
-               ) -> tuple[pa.Table, np.ndarray]:
+def embed_pool(
+    run: PoolRun, staged: Staged, what: str, pooling: str, key: dict[str, Any]
+) -> tuple[pa.Table, np.ndarray]:
     """Every row's embedding (resumable by shard under ``shards/``, vectors under ``embeddings/``)."""
     shard_dir = shards.prepare(run.out, key, bool(run.cfg.resume))
     if not shards.done_shards(shard_dir):
         shutil.rmtree(run.out / EMBEDDINGS_DIR, ignore_errors=True)  # no vectors of an earlier run
     spec = specs.embed_spec(run.cfg, run.model_path, run.rc, what, pooling)
-    return embed_staged(staged, spec, specs.hf_resources(run.cfg), shard_dir, run.out / EMBEDDINGS_DIR, run.cfg)
+    return embed_staged(
+        staged, spec, specs.hf_resources(run.cfg), shard_dir, run.out / EMBEDDINGS_DIR, run.cfg
+    )
 
 
 def embed_key(run: PoolRun, what: str, pooling: str) -> dict[str, Any]:
     """What the embeddings depend on (not the threshold, so a rerun with another one reuses them)."""
-    return {**run.input_parts(), "model": model_identity(run.model_path, run.cfg.model.name),
-            "render": asdict(run.rc), "what": what, "pooling": pooling}
+    return {
+        **run.input_parts(),
+        "model": content_key(model_identity(run.model_path, run.cfg.model.name)),
+        "render": asdict(run.rc),
+        "what": what,
+        "pooling": pooling,
+    }
 
 
 def run(cfg: Any) -> Result:
@@ -113,29 +136,53 @@ def run(cfg: Any) -> Result:
             kept = np.flatnonzero(table.column("outcome").to_numpy(zero_copy_only=False) == "kept")
             n_kept = writers.write_selected(staged.shards, kept, run.out / DEDUPED_FILE, table)
         counts = outcome_counts(table)
-        info = {"kept": n_kept, "outcomes": counts, "params": asdict(p),
-                "clusters": int(res.cluster.max() + 1) if (res.cluster >= 0).any() else 0}
-        m = run.write_manifest(staged, model=key["model"], embedding={"what": what, "pooling": pooling},
-                               dedup=info, embeddings_dir=EMBEDDINGS_DIR)
-        write_report(run.out, staged, table, res, p, {"input": m["input"], "model": m["model"]["name"],
-                     **info, "timings_s": run.timings})
-        log.info("kept %d of %d rows (%d near-copies) -> %s", n_kept, staged.n_rows,
-                 counts.get(DUPLICATE, 0), run.out / DEDUPED_FILE)
+        info = {
+            "kept": n_kept,
+            "outcomes": counts,
+            "params": asdict(p),
+            "clusters": int(res.cluster.max() + 1) if (res.cluster >= 0).any() else 0,
+        }
+        m = run.write_manifest(
+            staged,
+            model=model_identity(run.model_path, cfg.model.name),
+            embedding={"what": what, "pooling": pooling},
+            dedup=info,
+            embeddings_dir=EMBEDDINGS_DIR,
+        )
+        write_report(
+            run.out,
+            staged,
+            table,
+            res,
+            p,
+            {"input": m["input"], "model": m["model"]["name"], **info, "timings_s": run.timings},
+        )
+        log.info(
+            "kept %d of %d rows (%d near-copies) -> %s",
+            n_kept,
+            staged.n_rows,
+            counts.get(DROP_DUPLICATE, 0),
+            run.out / DEDUPED_FILE,
+        )
         return Result(run.out, staged.n_rows, n_kept, counts, run.timings)
 
 
 def scores_table(emb_table: pa.Table, res: DedupResult, errored: np.ndarray) -> pa.Table:
-    outcome = np.where(errored, "error", np.where(res.removed, DUPLICATE, "kept"))
+    outcome = np.where(errored, "error", np.where(res.removed, DROP_DUPLICATE, "kept"))
     base = emb_table.select([schema.ID, schema.POSITION, schema.ERROR, schema.RESPONSE_TOKENS])
     return tables.with_columns(base, {**columns(res), "cluster": res.cluster, "outcome": outcome.astype(str)})
 
 
 def outcome_counts(table: pa.Table) -> dict[str, int]:
-    names, n = np.unique(table.column("outcome").to_numpy(zero_copy_only=False).astype(str), return_counts=True)
+    names, n = np.unique(
+        table.column("outcome").to_numpy(zero_copy_only=False).astype(str), return_counts=True
+    )
     return {str(a): int(b) for a, b in zip(names, n)}
 
 
-def example_pairs(staged: Staged, res: DedupResult, p: DedupParams, n: int = EXAMPLES) -> list[dict[str, Any]]:
+def example_pairs(
+    staged: Staged, res: DedupResult, p: DedupParams, n: int = EXAMPLES
+) -> list[dict[str, Any]]:
     """The dropped rows nearest the threshold (where a wrong threshold shows first), each with the
     kept row it copies."""
     dropped = np.flatnonzero(res.removed)
@@ -143,18 +190,29 @@ def example_pairs(staged: Staged, res: DedupResult, p: DedupParams, n: int = EXA
     want = np.concatenate([dropped, res.duplicate_of[dropped]])
     t = read_positions(staged.shards, want, [schema.INSTRUCTION, schema.INPUT, schema.OUTPUT]).to_pylist()
     by_pos = {r[schema.POSITION]: r for r in t}
-    text = lambda r: "\n".join(x for x in (r.get(schema.INSTRUCTION), r.get(schema.INPUT), r.get(schema.OUTPUT)) if x)  # noqa: E731
-    return [{"similarity": float(res.similarity[d]), "dropped": int(d), "kept": int(res.duplicate_of[d]),
-             "dropped_text": text(by_pos.get(int(d), {})), "kept_text": text(by_pos.get(int(res.duplicate_of[d]), {}))}
-            for d in dropped]
+    text = lambda r: "\n".join(
+        x for x in (r.get(schema.INSTRUCTION), r.get(schema.INPUT), r.get(schema.OUTPUT)) if x
+    )  # noqa: E731
+    return [
+        {
+            "similarity": float(res.similarity[d]),
+            "dropped": int(d),
+            "kept": int(res.duplicate_of[d]),
+            "dropped_text": text(by_pos.get(int(d), {})),
+            "kept_text": text(by_pos.get(int(res.duplicate_of[d]), {})),
+        }
+        for d in dropped
+    ]
 
 
-def write_report(out: Path, staged: Staged, table: pa.Table, res: DedupResult, p: DedupParams,
-                 summary: dict[str, Any]) -> Path:
+def write_report(
+    out: Path, staged: Staged, table: pa.Table, res: DedupResult, p: DedupParams, summary: dict[str, Any]
+) -> Path:
     report.plot_counts(outcome_counts(table), "rows by outcome", out / PLOTS[0])
     sims = res.similarity[res.removed]
-    report.plot_histogram(sims, None, p.threshold, "cosine of each dropped row to the kept row it copies",
-                          out / PLOTS[1])
+    report.plot_histogram(
+        sims, None, p.threshold, "cosine of each dropped row to the kept row it copies", out / PLOTS[1]
+    )
     section = report.pairs_html(example_pairs(staged, res, p), p.threshold)
     imgs = [(PLOTS[0], "rows by outcome"), (PLOTS[1], "similarity of the dropped near-copies")]
     return report.write_report(out, "Winnow semantic dedup", summary, imgs, sections=[section])

@@ -38,7 +38,7 @@ from records.layout import (
     SHARDS_DIR,
 )
 from records.staging import Staged, subset_rows
-from scoring.models import model_identity
+from scoring.models import content_key, model_identity
 from scoring.passes import RenderConfig
 from selection.coverage import nearest_selected
 from selection.kcenter import kcenter_greedy
@@ -50,8 +50,16 @@ ROUND_FILE = "round.json"
 ROUNDS = "rounds"
 RADIUS_PLOT = "radius.png"
 LENGTHS_FILE = "response_tokens.npy"
-WRITES = (RECORDS_DIR, ROUNDS, SCORES_FILE, SELECTED_FILE, MANIFEST_FILE, REPORT_FILE, RADIUS_PLOT,
-          report.BASELINES_PLOT)
+WRITES = (
+    RECORDS_DIR,
+    ROUNDS,
+    SCORES_FILE,
+    SELECTED_FILE,
+    MANIFEST_FILE,
+    REPORT_FILE,
+    RADIUS_PLOT,
+    report.BASELINES_PLOT,
+)
 
 
 def round_dir(out: Path, r: int) -> Path:
@@ -163,8 +171,14 @@ def rounds_key(run: PoolRun) -> dict[str, Any]:
     """What the rounds depend on (``evol.rounds`` may grow between a run and its resume)."""
     cfg = run.cfg
     evol = {k: v for k, v in skeleton.as_dict(cfg.evol).items() if k != "rounds"}
-    return {"input_sha256": run.src.sha256, "model": model_identity(run.model_path, cfg.model.name),
-            "evol": evol, "train": skeleton.as_dict(cfg.train), "render": asdict(run.rc), "seed": int(cfg.seed)}
+    return {
+        "input_sha256": run.src.sha256,
+        "model": content_key(model_identity(run.model_path, cfg.model.name)),
+        "evol": evol,
+        "train": skeleton.as_dict(cfg.train),
+        "render": asdict(run.rc),
+        "seed": int(cfg.seed),
+    }
 
 
 def run(cfg: Any) -> Result:
@@ -188,8 +202,14 @@ def run(cfg: Any) -> Result:
             rec = run_round(r, subset, staged, valid, base, out, cfg, run.rc)
             records.append(rec)
             subset = rec["subset"]
-            log.info("round %d: +%d rows -> %d, covering radius %.4f -> %.4f", r, len(rec["added"]),
-                     len(subset), rec["radius_before"], rec["radius_after"])
+            log.info(
+                "round %d: +%d rows -> %d, covering radius %.4f -> %.4f",
+                r,
+                len(rec["added"]),
+                len(subset),
+                rec["radius_before"],
+                rec["radius_after"],
+            )
             prev = round_dir(out, r - 1) / "model"
             if r > 0 and not cfg.evol.save_checkpoints and prev.exists():
                 shutil.rmtree(prev)  # only the last round's model is kept unless asked
@@ -245,8 +265,9 @@ def finish(
     return Result(out, staged.n_rows, n_sel, counts, run.timings)
 
 
-def baselines(out: Path, staged: Staged, last: int, subset: list[int], eligible: np.ndarray, seed: int
-              ) -> tuple[list[str], list[tuple[str, str]]]:
+def baselines(
+    out: Path, staged: Staged, last: int, subset: list[int], eligible: np.ndarray, seed: int
+) -> tuple[list[str], list[tuple[str, str]]]:
     """The subset beside random and longest ones of its size, in the last round's embedding space
     (k-means clusters over it for the spread); nothing for a run whose last round predates it."""
     d = round_dir(out, last)
@@ -257,7 +278,14 @@ def baselines(out: Path, staged: Staged, last: int, subset: list[int], eligible:
     idx = np.flatnonzero(eligible)
     clusters[idx] = kmeans(E[idx], max(1, int(round(np.sqrt(len(idx) / 2)))), seed=seed)[1]
     section, plot, _ = report.baseline_section(
-        out, "diverse_evol", np.asarray(subset), np.load(d / LENGTHS_FILE), eligible, seed, emb=E, clusters=clusters
+        out,
+        "diverse_evol",
+        np.asarray(subset),
+        np.load(d / LENGTHS_FILE),
+        eligible,
+        seed,
+        emb=E,
+        clusters=clusters,
     )
     return [section], [plot]
 

@@ -22,9 +22,10 @@ from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
 from records.layout import RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SHARDS_DIR
 from records.staging import Staged
-from scoring.models import model_identity
+from scoring.models import content_key, model_identity
 from selection.budget import resolve_budget
 from selection.scores import IFD_SCORES, ifd_columns
+from selection.semdedup import DROP_DUPLICATE
 from selection.topk import Selection, select_top
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,9 @@ def run(cfg: Any) -> Result:
         return score_and_select(run)
 
 
-def score_and_select(run: PoolRun) -> Result:
-    """Stage, score (resumable by shard), select, write outputs + manifest + report."""
+def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -> Result:
+    """Stage, score (resumable by shard), select, write outputs + manifest + report. ``extra``: row-aligned
+    columns added to the scores before selecting (Cherry's dedup columns)."""
     cfg, out, t = run.cfg, run.out, run.timings
     spec, res = specs.scorer_spec(cfg, run.model_path, run.rc), specs.scorer_resources(cfg)
     identity = model_identity(run.model_path, cfg.model.name)
@@ -67,7 +69,7 @@ def score_and_select(run: PoolRun) -> Result:
     sel = selection_settings(cfg)
     with timed(t, "select"):
         table = tables.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
-        table, result, info = select_ifd(tables.with_columns(table, derived(table)), sel)
+        table, result, info = select_ifd(tables.with_columns(table, {**derived(table), **(extra or {})}), sel)
         writers.write_parquet(table, out / SCORES_FILE)
         n_sel = writers.write_selected(staged.shards, result.order, out / SELECTED_FILE, table)
     m = run.write_manifest(
@@ -139,7 +141,7 @@ def score_missing(
 def score_key(run: PoolRun, identity: dict[str, Any], spec: specs.ScorerSpec) -> dict[str, Any]:
     """What the scores depend on. The input's path, batch sizes, actor counts and the selection are
     deliberately absent: scores do not depend on them, so they may change between a run and its resume."""
-    return {**run.input_parts(), "model": identity, **spec.identity()}
+    return {**run.input_parts(), "model": content_key(identity), **spec.identity()}
 
 
 def derived(table: pa.Table) -> dict[str, np.ndarray]:
@@ -180,13 +182,22 @@ def selection_settings(cfg: Any, variant: str | None = None) -> IFDSelection:
     )
 
 
+def near_copies(table: pa.Table) -> np.ndarray:
+    """Rows a semantic dedup step marked as copies (``duplicate_of`` ≥ 0); none without that column."""
+    if "duplicate_of" not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    return table.column("duplicate_of").to_numpy(zero_copy_only=False) >= 0
+
+
 def select_ifd(table: pa.Table, sel: IFDSelection) -> tuple[pa.Table, Selection, dict[str, Any]]:
     """Apply the IFD selection to a complete, position-sorted score table."""
     sel.check()
     k = resolve_budget(sel.budget, table.num_rows)
     score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
     errored = tables.errored(table)
-    result = select_top(score, errored, k, sel.max_score, sel.min_score, sel.max_inclusive)
+    copies = near_copies(table)  # a run with dedup=semantic (Cherry) keeps its near-copies out
+    result = select_top(score, errored | copies, k, sel.max_score, sel.min_score, sel.max_inclusive)
+    result.outcome[copies & ~errored] = DROP_DUPLICATE
     scored = np.isfinite(score) & ~errored
     above = (
         float(np.mean(score[scored] > sel.max_score)) if sel.max_score is not None and scored.any() else 0.0
@@ -228,7 +239,14 @@ def write_report(
     report.plot_counts(info["outcomes"], "rows by outcome", outcomes)
     variant = summary.get("variant", "default")
     section, plot, _ = report.baseline_section(
-        out, "ifd" if variant == "default" else variant, np.flatnonzero(outcome == "selected"), length, ~tables.errored(table), seed, score, sel.score
+        out,
+        "ifd" if variant == "default" else variant,
+        np.flatnonzero(outcome == "selected"),
+        length,
+        ~tables.errored(table),
+        seed,
+        score,
+        sel.score,
     )
     imgs = list(
         zip(
@@ -255,7 +273,12 @@ def reselect(
     writers.write_parquet(table, out / SCORES_FILE)
     seed = int(prev.get("config", {}).get("seed", 0))
     write_report(
-        out, table, sel, info, seed, {"variant": variant, "selection": sel.__dict__, **info, "rows": table.num_rows}
+        out,
+        table,
+        sel,
+        info,
+        seed,
+        {"variant": variant, "selection": sel.__dict__, **info, "rows": table.num_rows},
     )
     return result.order, {**info, "variant": variant, "selection_settings": sel.__dict__}, table
 

@@ -25,14 +25,22 @@ from jobs.embed import embed_staged
 from jobs.method import Method
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
-from records.layout import (EMBEDDINGS_DIR, MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE,
-                            SELECTED_FILE, SHARDS_DIR)
+from records.layout import (
+    EMBEDDINGS_DIR,
+    MANIFEST_FILE,
+    RECORDS_DIR,
+    REPORT_FILE,
+    SCORES_FILE,
+    SELECTED_FILE,
+    SHARDS_DIR,
+)
 from records.staging import Staged, inspect_input, stage_input
 from scoring.embed import POOLINGS
-from scoring.models import model_identity
+from scoring.models import content_key, model_identity
 from selection.budget import resolve_budget
 from selection.kmeans import kmeans
 from selection.rds import AGGREGATES, rds_select
+from selection.semdedup import DROP_DUPLICATE
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +79,13 @@ def validate(cfg: Any) -> None:
 def embed_key(run: PoolRun, sha256: str, pooling: str) -> dict[str, Any]:
     """What a set's embeddings depend on (not the budget, aggregate or dedup: those are re-selected)."""
     data = {k: v for k, v in skeleton.as_dict(run.cfg.data).items() if k != "path"}
-    return {"input_sha256": sha256, "data": data, "model": model_identity(run.model_path, run.cfg.model.name),
-            "render": asdict(run.rc), "pooling": pooling}
+    return {
+        "input_sha256": sha256,
+        "data": data,
+        "model": content_key(model_identity(run.model_path, run.cfg.model.name)),
+        "render": asdict(run.rc),
+        "pooling": pooling,
+    }
 
 
 def embed_set(run: PoolRun, staged: Staged, base: Path, key: dict[str, Any]) -> tuple[pa.Table, np.ndarray]:
@@ -86,7 +99,9 @@ def embed_set(run: PoolRun, staged: Staged, base: Path, key: dict[str, Any]) -> 
 
 def stage_target(run: PoolRun) -> Staged:
     cfg = run.cfg
-    staged = stage_input(target_path(cfg), run.out / TARGET_DIR, cfg.target.format, settings.fields(cfg), False)
+    staged = stage_input(
+        target_path(cfg), run.out / TARGET_DIR, cfg.target.format, settings.fields(cfg), False
+    )
     return staged
 
 
@@ -101,19 +116,47 @@ def run(cfg: Any) -> Result:
         with timed(run.timings, "embed_pool"):
             ptable, P = embed_set(run, staged, run.out, embed_key(run, staged.sha256, pooling))
         with timed(run.timings, "select"):
-            table, order, info = select(ptable, P, T, cfg.selection.budget, str(cfg.rds.aggregate), dedup.params(cfg))
+            table, order, info = select(
+                ptable, P, T, cfg.selection.budget, str(cfg.rds.aggregate), dedup.params(cfg)
+            )
             writers.write_parquet(table, run.out / SCORES_FILE)
             n_sel = writers.write_selected(staged.shards, order, run.out / SELECTED_FILE, table)
-        m = run.write_manifest(staged, model=model_identity(run.model_path, cfg.model.name),
-                               target={"path": str(target_path(cfg).resolve()), "sha256": tstaged.sha256,
-                                       "rows": tstaged.n_rows, "usable": int(len(T))},
-                               selection=info, embeddings_dir=EMBEDDINGS_DIR)
-        write_report(run.out, table, order, P, info, int(cfg.seed),
-                     {"input": m["input"], "target": m["target"], "model": m["model"]["name"],
-                      "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows",
-                      "aggregate": cfg.rds.aggregate, "outcomes": info["outcomes"], "timings_s": run.timings})
-        log.info("selected %d of %d rows for %d targets -> %s", n_sel, staged.n_rows, len(T),
-                 run.out / SELECTED_FILE)
+        m = run.write_manifest(
+            staged,
+            model=model_identity(run.model_path, cfg.model.name),
+            target={
+                "path": str(target_path(cfg).resolve()),
+                "sha256": tstaged.sha256,
+                "rows": tstaged.n_rows,
+                "usable": int(len(T)),
+            },
+            selection=info,
+            embeddings_dir=EMBEDDINGS_DIR,
+        )
+        write_report(
+            run.out,
+            table,
+            order,
+            P,
+            info,
+            int(cfg.seed),
+            {
+                "input": m["input"],
+                "target": m["target"],
+                "model": m["model"]["name"],
+                "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows",
+                "aggregate": cfg.rds.aggregate,
+                "outcomes": info["outcomes"],
+                "timings_s": run.timings,
+            },
+        )
+        log.info(
+            "selected %d of %d rows for %d targets -> %s",
+            n_sel,
+            staged.n_rows,
+            len(T),
+            run.out / SELECTED_FILE,
+        )
         return Result(run.out, staged.n_rows, n_sel, info["outcomes"], run.timings)
 
 
@@ -128,8 +171,9 @@ def usable_targets(ttable: pa.Table, T: np.ndarray) -> np.ndarray:
     return T[~bad]
 
 
-def select(ptable: pa.Table, P: np.ndarray, T: np.ndarray, budget: float, aggregate: str, dp: Any
-           ) -> tuple[pa.Table, np.ndarray, dict[str, Any]]:
+def select(
+    ptable: pa.Table, P: np.ndarray, T: np.ndarray, budget: float, aggregate: str, dp: Any
+) -> tuple[pa.Table, np.ndarray, dict[str, Any]]:
     """RDS over the pool's embedding table (complete, position-sorted): (scores table, order, info)."""
     k = resolve_budget(budget, ptable.num_rows)
     errored = tables.errored(ptable)
@@ -137,44 +181,84 @@ def select(ptable: pa.Table, P: np.ndarray, T: np.ndarray, budget: float, aggreg
     removed = dups.removed if dups is not None else np.zeros(len(errored), dtype=bool)
     res = rds_select(P, T, ~(errored | removed), k, aggregate)
     outcome = res.outcome.astype(object)
-    outcome[removed] = dedup.DUPLICATE
+    outcome[removed] = DROP_DUPLICATE
     rank = np.full(len(P), -1, dtype=np.int64)
     rank[res.order] = np.arange(len(res.order))
     base = ptable.select([schema.ID, schema.POSITION, schema.ERROR, schema.RESPONSE_TOKENS])
-    table = tables.with_columns(base, {
-        "rds_score": res.score, "rds_nearest_target": res.nearest_target, "rds_picked_by": res.picked_by,
-        "rds_rank": rank, "outcome": outcome.astype(str), **(dedup.columns(dups) if dups is not None else {})})
+    table = tables.with_columns(
+        base,
+        {
+            "rds_score": res.score,
+            "rds_nearest_target": res.nearest_target,
+            "rds_picked_by": res.picked_by,
+            "rds_rank": rank,
+            "outcome": outcome.astype(str),
+            **(dedup.columns(dups) if dups is not None else {}),
+        },
+    )
     names, n = np.unique(outcome.astype(str), return_counts=True)
-    per_target = np.bincount(res.picked_by[res.order], minlength=len(T)) if aggregate == "round_robin" else \
-        np.bincount(res.nearest_target[res.order], minlength=len(T))
-    info = {"budget_rows": k, "selected": int(len(res.order)), "aggregate": aggregate, "targets": int(len(T)),
-            "outcomes": {str(a): int(b) for a, b in zip(names, n)},
-            "targets_with_picks": int((per_target > 0).sum()),
-            "picks_per_target": {"min": int(per_target.min()), "max": int(per_target.max())},
-            "lowest_selected_score": float(res.score[res.order].min()) if len(res.order) else None}
+    per_target = (
+        np.bincount(res.picked_by[res.order], minlength=len(T))
+        if aggregate == "round_robin"
+        else np.bincount(res.nearest_target[res.order], minlength=len(T))
+    )
+    info = {
+        "budget_rows": k,
+        "selected": int(len(res.order)),
+        "aggregate": aggregate,
+        "targets": int(len(T)),
+        "outcomes": {str(a): int(b) for a, b in zip(names, n)},
+        "targets_with_picks": int((per_target > 0).sum()),
+        "picks_per_target": {"min": int(per_target.min()), "max": int(per_target.max())},
+        "lowest_selected_score": float(res.score[res.order].min()) if len(res.order) else None,
+    }
     return table, res.order, info
 
 
-def write_report(out: Path, table: pa.Table, order: np.ndarray, P: np.ndarray, info: dict[str, Any], seed: int,
-                 summary: dict[str, Any]) -> Path:
+def write_report(
+    out: Path,
+    table: pa.Table,
+    order: np.ndarray,
+    P: np.ndarray,
+    info: dict[str, Any],
+    seed: int,
+    summary: dict[str, Any],
+) -> Path:
     score = table.column("rds_score").to_numpy(zero_copy_only=False).astype(np.float64)
-    report.plot_histogram(score, None, info["lowest_selected_score"], "best cosine to a target", out / PLOTS[0])
+    report.plot_histogram(
+        score, None, info["lowest_selected_score"], "best cosine to a target", out / PLOTS[0]
+    )
     report.plot_counts(info["outcomes"], "rows by outcome", out / PLOTS[1])
     eligible = ~tables.errored(table)
     idx = np.flatnonzero(eligible)
     clusters = np.full(len(P), -1, dtype=np.int64)
     if len(idx):
-        clusters[idx] = kmeans(P[idx].astype(np.float32), max(1, int(round(np.sqrt(len(idx) / 2)))), seed=seed)[1]
+        clusters[idx] = kmeans(
+            P[idx].astype(np.float32), max(1, int(round(np.sqrt(len(idx) / 2)))), seed=seed
+        )[1]
     section, plot, _ = report.baseline_section(
-        out, "rds", order, table.column(schema.RESPONSE_TOKENS).to_numpy(), eligible, seed, score,
-        "best cosine to a target", P.astype(np.float32), clusters)
-    imgs = [(PLOTS[0], "each pool row's best cosine to a target (line: lowest selected)"),
-            (PLOTS[1], "rows by outcome"), plot]
+        out,
+        "rds",
+        order,
+        table.column(schema.RESPONSE_TOKENS).to_numpy(),
+        eligible,
+        seed,
+        score,
+        "best cosine to a target",
+        P.astype(np.float32),
+        clusters,
+    )
+    imgs = [
+        (PLOTS[0], "each pool row's best cosine to a target (line: lowest selected)"),
+        (PLOTS[1], "rows by outcome"),
+        plot,
+    ]
     return report.write_report(out, "Winnow RDS+ selection", summary, imgs, sections=[section])
 
 
-def reselect(cfg: Any, table: pa.Table, prev: dict[str, Any], out: Path
-             ) -> tuple[np.ndarray, dict[str, Any], pa.Table]:
+def reselect(
+    cfg: Any, table: pa.Table, prev: dict[str, Any], out: Path
+) -> tuple[np.ndarray, dict[str, Any], pa.Table]:
     """``jobs.select`` on an RDS run: another budget, ``rds.aggregate`` or dedup; no re-embedding."""
     pc = settings.as_config(prev.get("config", {}))
     aggregate = str((cfg.get("rds") or {}).get("aggregate") or pc.rds.aggregate)
@@ -182,8 +266,9 @@ def reselect(cfg: Any, table: pa.Table, prev: dict[str, Any], out: Path
     n_shards = len(list((out / RECORDS_DIR).glob("part-*.parquet")))
     P = shards.load_embeddings(out / EMBEDDINGS_DIR, n_shards).astype(np.float32)
     t_shards = len(list((out / TARGET_DIR / RECORDS_DIR).glob("part-*.parquet")))
-    ttable = tables.validate_complete(shards.load_all(out / TARGET_DIR / SHARDS_DIR, t_shards),
-                                      int(prev["target"]["rows"]))
+    ttable = tables.validate_complete(
+        shards.load_all(out / TARGET_DIR / SHARDS_DIR, t_shards), int(prev["target"]["rows"])
+    )
     T = usable_targets(ttable, shards.load_embeddings(out / TARGET_DIR / EMBEDDINGS_DIR, t_shards))
     dp = dedup.params(cfg if cfg.get("dedup") is not None else pc)
     new, order, info = select(table, P, T.astype(np.float32), cfg.selection.budget, aggregate, dp)
@@ -192,7 +277,9 @@ def reselect(cfg: Any, table: pa.Table, prev: dict[str, Any], out: Path
     return order, info, new
 
 
-METHOD = Method("rds", (), WRITES, reselect, RESELECT_WRITES, linked=(RECORDS_DIR, EMBEDDINGS_DIR, TARGET_DIR))
+METHOD = Method(
+    "rds", (), WRITES, reselect, RESELECT_WRITES, linked=(RECORDS_DIR, EMBEDDINGS_DIR, TARGET_DIR)
+)
 
 
 def main() -> None:

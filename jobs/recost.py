@@ -40,6 +40,7 @@ from scoring.models import model_identity
 from selection.budget import resolve_budget
 from selection.recost import RecostParams, RecostResult, recost_select
 from selection.scores import rpe_columns
+from selection.semdedup import DROP_DUPLICATE
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,9 @@ def run(cfg: Any) -> Result:
         reused = run_stages(run, staged, rdir, sdir, spec, rspec)
         with timed(run.timings, "select"):
             table, emb = merge(sdir, rdir, run.out / EMBEDDINGS_DIR, staged)
-            table, result, info = select_table(table, emb, cfg.selection.budget, params(cfg), dedup.params(cfg))
+            table, result, info = select_table(
+                table, emb, cfg.selection.budget, params(cfg), dedup.params(cfg)
+            )
             writers.write_parquet(table, run.out / SCORES_FILE)
             n_sel = writers.write_selected(staged.shards, result.order, run.out / SELECTED_FILE, table)
         m = run.write_manifest(
@@ -122,9 +125,15 @@ def run(cfg: Any) -> Result:
 
 def report_summary(m: dict[str, Any], info: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """What the report's table shows of a finished RECOST run."""
-    return {"input": m["input"], "model": m["model"]["name"], "kb": m["kb"], "outcomes": info["outcomes"],
-            "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows",
-            "selection": m["selection_params"], "timings_s": m["timings_s"]}
+    return {
+        "input": m["input"],
+        "model": m["model"]["name"],
+        "kb": m["kb"],
+        "outcomes": info["outcomes"],
+        "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows",
+        "selection": m["selection_params"],
+        "timings_s": m["timings_s"],
+    }
 
 
 def retrieval_key(
@@ -238,11 +247,12 @@ def select_table(
     removed = dups.removed if dups is not None else np.zeros(len(errored), dtype=bool)
     result = recost_select(ifd, rpe, errored | removed, emb.astype(np.float32), k, p)
     outcome = result.outcome.astype(object)  # a fixed-width str array would cut the new label
-    outcome[removed] = dedup.DUPLICATE
+    outcome[removed] = DROP_DUPLICATE
     result.outcome = outcome.astype(str)
     extra = dedup.columns(dups) if dups is not None else {}
     table = tables.with_columns(
-        table, {"outcome": result.outcome, "fused_rank": result.fused_rank, "cluster": result.cluster, **extra}
+        table,
+        {"outcome": result.outcome, "fused_rank": result.fused_rank, "cluster": result.cluster, **extra},
     )
     n_know = np.array([len(x) for x in table.column(schema.KB_IDS).to_pylist()])
     info = {
@@ -340,12 +350,23 @@ def write_report(
     )
     errored = tables.errored(table)
     section, plot, _ = report.baseline_section(
-        out, "recost", result.order, table.column(schema.RESPONSE_TOKENS).to_numpy(), ~errored, seed,
-        np.where(result.fused_rank >= 0, result.fused_rank, np.nan).astype(np.float64), "fused rank (0 = best)",
-        emb.astype(np.float32), result.cluster,
+        out,
+        "recost",
+        result.order,
+        table.column(schema.RESPONSE_TOKENS).to_numpy(),
+        ~errored,
+        seed,
+        np.where(result.fused_rank >= 0, result.fused_rank, np.nan).astype(np.float64),
+        "fused rank (0 = best)",
+        emb.astype(np.float32),
+        result.cluster,
     )
     return report.write_report(
-        out, "Winnow RECOST selection", {**summary, "selection_info": info}, imgs + [plot], info.get("notice"),
+        out,
+        "Winnow RECOST selection",
+        {**summary, "selection_info": info},
+        imgs + [plot],
+        info.get("notice"),
         [section],
     )
 

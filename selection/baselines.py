@@ -4,6 +4,7 @@ and how a subset compares with them (lengths, scores, overlap, coverage of the e
 Both baselines draw from the *eligible* rows (rows without an error reason), at the size the method
 actually selected, so every arm in a report has the same number of rows.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -79,8 +80,10 @@ def cluster_stats(clusters: np.ndarray, subset: np.ndarray) -> dict[str, float |
     labels = labels[labels >= 0]
     if c <= 1 or not len(labels):
         return {"cluster_entropy": None, "clusters_covered": int(len(np.unique(labels)))}
-    return {"cluster_entropy": entropy(labels, c) / float(np.log(c)),
-            "clusters_covered": int(len(np.unique(labels)))}
+    return {
+        "cluster_entropy": entropy(labels, c) / float(np.log(c)),
+        "clusters_covered": int(len(np.unique(labels))),
+    }
 
 
 def compare_arms(

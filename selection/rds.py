@@ -12,6 +12,7 @@ Aggregates:
 - ``max``: each pool row's score is its best similarity to any target; the top ``k`` rows.
 Ties are broken by the lower pool position in both.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -103,8 +104,9 @@ def round_robin(P: np.ndarray, T: np.ndarray, pool_ids: np.ndarray, k: int) -> t
     return np.asarray(order, dtype=np.int64), np.asarray(by, dtype=np.int64)
 
 
-def rds_select(pool: np.ndarray, targets: np.ndarray, eligible: np.ndarray, k: int,
-               aggregate: str = "round_robin") -> RDSResult:
+def rds_select(
+    pool: np.ndarray, targets: np.ndarray, eligible: np.ndarray, k: int, aggregate: str = "round_robin"
+) -> RDSResult:
     """Select ``k`` eligible pool rows for the target embeddings (both raw; normalised here)."""
     if aggregate not in AGGREGATES:
         raise ValueError(f"unknown rds.aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")

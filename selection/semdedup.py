@@ -11,6 +11,7 @@ and c, and the row a user sees first in their file is the one kept.
 Near-copies that k-means puts in different clusters are not compared (SemDeDup's trade-off: the
 work is Σ mᵢ² over cluster sizes mᵢ instead of N²); more clusters is faster and misses more.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 
 from selection.kmeans import kmeans
 
+DROP_DUPLICATE = "semantic_duplicate"  # the outcome of a dropped near-copy in any job's scores.parquet
 BLOCK_ELEMENTS = 1 << 24  # similarity entries computed at once (64 MB of float32)
 
 

@@ -65,3 +65,31 @@ def test_the_pre_experienced_model_rescored(run_result, tiny_model_dir, tmp_path
     b = pq.read_table(tmp_path / "scores.parquet").column("cond_nll_sum").to_numpy()
     ok = np.isfinite(a) & np.isfinite(b)
     assert base.n_rows == 60 and not np.allclose(a[ok], b[ok])   # different weights scored the pool
+
+
+def test_semantic_dedup_over_the_instruction_embeddings(run_result, tiny_model_dir, tmp_path):
+    import shutil
+
+    from jobs import select as reselect
+
+    _, out = run_result
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)  # a copied run stays valid: stages and score shards are reused
+    cherry.run(compose("cherry", [f"model.name={tiny_model_dir}", f"output_dir={copy}", *ARGS,
+                                  "dedup=semantic", "dedup.threshold=0.5"]))
+    t = pq.read_table(copy / "scores.parquet").to_pandas()
+    copies = t[t.outcome == "semantic_duplicate"]
+    assert len(copies) > 0 and (copies.duplicate_of >= 0).all() and (copies.duplicate_similarity >= 0.5).all()
+    assert (t.loc[t.outcome == "selected", "duplicate_of"] == -1).all() and (t.outcome == "selected").sum() == 6
+    kept = set(t.loc[t.duplicate_of >= 0, "duplicate_of"])
+    assert kept.isdisjoint(copies.position)  # every copy points at a kept row
+    reselect.run(compose("select", [f"scores={copy / 'scores.parquet'}", "selection.budget=10",
+                                    "selection.max_score=null"]))
+    again = pq.read_table(copy / "scores.parquet").to_pandas()
+    assert (again.loc[again.outcome == "selected", "duplicate_of"] == -1).all()
+    assert set(again.loc[again.outcome == "semantic_duplicate", "position"]) == set(copies.position)
+
+
+def test_dedup_with_a_given_pre_experienced_model_is_refused():
+    with pytest.raises(ValueError, match="run jobs.dedup first"):
+        cherry.validate(compose("cherry", ["dedup=semantic", "cherry.pre_experienced=/my/model"]))
