@@ -81,6 +81,7 @@ def round_robin(P: np.ndarray, T: np.ndarray, pool_ids: np.ndarray, k: int) -> t
     index = _flat_ip(P)
     depth = min(len(pool_ids), k + -(-k // max(len(T), 1)) + 8)
     lists = ranked_lists(index, T, pool_ids, depth)
+    asked = np.full(len(T), depth, dtype=np.int64)  # how deep each target's list was fetched
     ptr = np.zeros(len(T), dtype=np.int64)
     taken = np.zeros(int(pool_ids.max()) + 1 if len(pool_ids) else 0, dtype=bool)
     order, by = [], []
@@ -94,7 +95,8 @@ def round_robin(P: np.ndarray, T: np.ndarray, pool_ids: np.ndarray, k: int) -> t
                     ptr[t] += 1
                 if ptr[t] < len(lst) or len(lst) >= len(pool_ids):
                     break
-                lst = lists[t] = ranked_lists(index, T[t : t + 1], pool_ids, 2 * max(len(lst), 16))[0]
+                asked[t] = min(2 * max(int(asked[t]), 16), len(pool_ids))  # grows even when ties trim it
+                lst = lists[t] = ranked_lists(index, T[t : t + 1], pool_ids, int(asked[t]))[0]
             if ptr[t] >= len(lst):
                 continue  # this target has no untaken row left (cannot happen while len(order) < k)
             row = lst[ptr[t]]

@@ -51,6 +51,10 @@ def test_ties_go_to_the_lower_position_and_exhausted_lists_refetch():
     T = np.ones((3, 4), np.float32)
     res = rds_select(P, T, np.ones(100, bool), 100)
     assert res.order.tolist() == list(range(100))
+    # a tie group that the first fetch cuts: lists are trimmed to exact prefixes, then fetched deeper
+    assert rds_select(P, T[:1], np.ones(100, bool), 10).order.tolist() == list(range(10))
+    mixed = np.vstack([np.random.default_rng(0).normal(size=(60, 4)), np.ones((40, 4))]).astype(np.float32)
+    assert rds_select(mixed, T, np.ones(100, bool), 30).order.tolist() == list(range(60, 90))
     assert rds_select(P, T, np.ones(100, bool), 10, "max").order.tolist() == list(range(10))
 
 
