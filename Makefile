@@ -52,6 +52,7 @@ bench: install
 	$(PY) -m bench.throughput
 	$(PY) -m bench.selection
 	$(PY) -m bench.corruption
+	$(PY) -m bench.baselines
 	$(PY) -m bench.model_in_loop
 
 # on a CUDA machine (see BENCHMARKS.md): 1B-class throughput / MFU, and the actor's GPU path
