@@ -96,17 +96,10 @@ def render_isolated(rows: list[dict[str, Any]], cfg: RenderConfig, tok: Any) -> 
     return out
 
 
-class TokenCountActor:
+class TokenCountActor(RenderActor):
     """``map_batches`` UDF on CPU: record columns in, each row's prompt and response token counts under
-    the scorer's tokenizer and rendering out (the length baseline's only pass: no model)."""
-
-    def __init__(self, spec: ScorerSpec, threads: int = 1) -> None:
-        from scoring.models import load_tokenizer
-
-        setup_actor(threads)
-        self.render = spec.render
-        self.render.validate()
-        self.tok = load_tokenizer(spec.model.path, spec.model.trust_remote_code)
+    the scorer's tokenizer and rendering out (the length baseline's only pass: no model). Set up as
+    :class:`RenderActor` (the tokenizer only)."""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rendered = render_isolated(batch_rows(batch), self.render, self.tok)

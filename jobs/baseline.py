@@ -114,7 +114,7 @@ def select(
     rank[order] = np.arange(len(order))
     outcome = np.where(rank >= 0, "selected", np.where(errored, "error", "not_selected"))
     table = tables.with_columns(table, {"outcome": outcome.astype(str), RANK: rank})
-    counts = {str(a): int(b) for a, b in zip(*np.unique(outcome, return_counts=True))}
+    counts = tables.label_counts(outcome)
     info = {
         "budget_rows": k,
         "selected": int(len(order)),

@@ -14,7 +14,6 @@ a valid input for any job. A rerun with another threshold reuses the embeddings.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import report, settings, skeleton, specs
-from jobs.embed import embed_staged
+from jobs.embed import embed_resumable
 from jobs.method import Method
 from jobs.skeleton import PoolRun, Result, timed
-from records import schema, shards, tables, writers
+from records import schema, tables, writers
 from records.layout import EMBEDDINGS_DIR, MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SHARDS_DIR
 from records.staging import Staged, read_positions
 from scoring.models import content_key, model_identity
@@ -86,6 +85,24 @@ def columns(res: DedupResult) -> dict[str, np.ndarray]:
     return {"duplicate_of": res.duplicate_of, "duplicate_similarity": res.similarity.astype(np.float64)}
 
 
+def step(
+    emb: np.ndarray, errored: np.ndarray, p: DedupParams | None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The dedup step as a selection uses it: (rows to keep out, columns for scores.parquet); nothing
+    kept out and no columns without a dedup step."""
+    res = apply(emb, errored, p)
+    if res is None:
+        return np.zeros(len(errored), dtype=bool), {}
+    return res.removed, columns(res)
+
+
+def relabel(outcome: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """``outcome`` as str with the ``removed`` rows labelled as near-copies."""
+    out = np.asarray(outcome).astype(object)  # a fixed-width str array would cut the new label
+    out[removed] = DROP_DUPLICATE
+    return out.astype(str)
+
+
 def validate(cfg: Any) -> None:
     settings.validate_common(cfg)
     settings.render_config(cfg)
@@ -93,19 +110,6 @@ def validate(cfg: Any) -> None:
         raise ValueError("jobs.dedup needs dedup=semantic (dedup.kind=semantic)")
     if cfg.embed.what not in ("full", "instruction"):
         raise ValueError(f"unknown embed.what {cfg.embed.what!r}; choose full or instruction")
-
-
-def embed_pool(
-    run: PoolRun, staged: Staged, what: str, pooling: str, key: dict[str, Any]
-) -> tuple[pa.Table, np.ndarray]:
-    """Every row's embedding (resumable by shard under ``shards/``, vectors under ``embeddings/``)."""
-    shard_dir = shards.prepare(run.out, key, bool(run.cfg.resume))
-    if not shards.done_shards(shard_dir):
-        shutil.rmtree(run.out / EMBEDDINGS_DIR, ignore_errors=True)  # no vectors of an earlier run
-    spec = specs.embed_spec(run.cfg, run.model_path, run.rc, what, pooling)
-    return embed_staged(
-        staged, spec, specs.hf_resources(run.cfg), shard_dir, run.out / EMBEDDINGS_DIR, run.cfg
-    )
 
 
 def embed_key(run: PoolRun, what: str, pooling: str) -> dict[str, Any]:
@@ -127,7 +131,8 @@ def run(cfg: Any) -> Result:
             key = embed_key(run, what, pooling)
             staged = run.stage()
         with timed(run.timings, "embed"):
-            emb_table, E = embed_pool(run, staged, what, pooling, key)
+            spec = specs.embed_spec(cfg, run.model_path, run.rc, what, pooling)
+            emb_table, E = embed_resumable(staged, spec, specs.hf_resources(cfg), run.out, key, cfg)
         with timed(run.timings, "dedup"):
             errored = tables.errored(emb_table)
             res = apply(E, errored, p)
@@ -135,7 +140,7 @@ def run(cfg: Any) -> Result:
             writers.write_parquet(table, run.out / SCORES_FILE)
             kept = np.flatnonzero(table.column("outcome").to_numpy(zero_copy_only=False) == "kept")
             n_kept = writers.write_selected(staged.shards, kept, run.out / DEDUPED_FILE, table)
-        counts = outcome_counts(table)
+        counts = tables.label_counts(table.column("outcome").to_numpy(zero_copy_only=False))
         info = {
             "kept": n_kept,
             "outcomes": counts,
@@ -152,7 +157,6 @@ def run(cfg: Any) -> Result:
         write_report(
             run.out,
             staged,
-            table,
             res,
             p,
             {"input": m["input"], "model": m["model"]["name"], **info, "timings_s": run.timings},
@@ -173,11 +177,9 @@ def scores_table(emb_table: pa.Table, res: DedupResult, errored: np.ndarray) -> 
     return tables.with_columns(base, {**columns(res), "cluster": res.cluster, "outcome": outcome.astype(str)})
 
 
-def outcome_counts(table: pa.Table) -> dict[str, int]:
-    names, n = np.unique(
-        table.column("outcome").to_numpy(zero_copy_only=False).astype(str), return_counts=True
-    )
-    return {str(a): int(b) for a, b in zip(names, n)}
+def row_text(r: dict[str, Any]) -> str:
+    """A staged record's instruction, input and output, one per line (empty parts left out)."""
+    return "\n".join(x for x in (r.get(schema.INSTRUCTION), r.get(schema.INPUT), r.get(schema.OUTPUT)) if x)
 
 
 def example_pairs(
@@ -190,25 +192,22 @@ def example_pairs(
     want = np.concatenate([dropped, res.duplicate_of[dropped]])
     t = read_positions(staged.shards, want, [schema.INSTRUCTION, schema.INPUT, schema.OUTPUT]).to_pylist()
     by_pos = {r[schema.POSITION]: r for r in t}
-    text = lambda r: "\n".join(
-        x for x in (r.get(schema.INSTRUCTION), r.get(schema.INPUT), r.get(schema.OUTPUT)) if x
-    )  # noqa: E731
     return [
         {
             "similarity": float(res.similarity[d]),
             "dropped": int(d),
             "kept": int(res.duplicate_of[d]),
-            "dropped_text": text(by_pos.get(int(d), {})),
-            "kept_text": text(by_pos.get(int(res.duplicate_of[d]), {})),
+            "dropped_text": row_text(by_pos.get(int(d), {})),
+            "kept_text": row_text(by_pos.get(int(res.duplicate_of[d]), {})),
         }
         for d in dropped
     ]
 
 
 def write_report(
-    out: Path, staged: Staged, table: pa.Table, res: DedupResult, p: DedupParams, summary: dict[str, Any]
+    out: Path, staged: Staged, res: DedupResult, p: DedupParams, summary: dict[str, Any]
 ) -> Path:
-    report.plot_counts(outcome_counts(table), "rows by outcome", out / PLOTS[0])
+    report.plot_counts(summary["outcomes"], "rows by outcome", out / PLOTS[0])
     sims = res.similarity[res.removed]
     report.plot_histogram(
         sims, None, p.threshold, "cosine of each dropped row to the kept row it copies", out / PLOTS[1]

@@ -27,7 +27,7 @@ from jobs.embed import embed_staged
 from jobs.method import Method
 from jobs.skeleton import PoolRun, Result, timed
 from jobs.train import fine_tune, train_params
-from records import schema, shards, writers
+from records import schema, shards, tables, writers
 from records.layout import (
     EMBEDDINGS_DIR,
     MANIFEST_FILE,
@@ -42,7 +42,7 @@ from scoring.models import content_key, model_identity
 from scoring.passes import RenderConfig
 from selection.coverage import nearest_selected
 from selection.kcenter import kcenter_greedy
-from selection.kmeans import kmeans
+from selection.baselines import coverage_clusters
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def finish(
     )
     writers.write_parquet(table, out / SCORES_FILE)
     n_sel = writers.write_selected(staged.shards, np.array(subset), out / SELECTED_FILE)
-    counts = {str(k): int(v) for k, v in zip(*np.unique(outcome, return_counts=True))}
+    counts = tables.label_counts(outcome)
     manifest = run.write_manifest(
         staged,
         rounds=[{k: v for k, v in r.items() if k != "subset"} for r in records],
@@ -274,9 +274,7 @@ def baselines(
     if not (d / LENGTHS_FILE).exists() or not (d / EMBEDDINGS_DIR).exists():
         return [], []
     E = shards.load_embeddings(d / EMBEDDINGS_DIR, len(staged.shards)).astype(np.float32)
-    clusters = np.full(len(E), -1, dtype=np.int64)
-    idx = np.flatnonzero(eligible)
-    clusters[idx] = kmeans(E[idx], max(1, int(round(np.sqrt(len(idx) / 2)))), seed=seed)[1]
+    clusters = coverage_clusters(E, eligible, seed)
     section, plot, _ = report.baseline_section(
         out,
         "diverse_evol",

@@ -110,3 +110,19 @@ def embed_staged(
     )
     table = tables.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
     return table, shards.load_embeddings(emb_dir, len(staged.shards)).astype(np.float32)
+
+
+def embed_resumable(
+    staged: Any, spec: EmbedSpec, resources: Resources, base: Path, key: dict[str, Any], cfg: Any
+) -> tuple[pa.Table, np.ndarray]:
+    """:func:`embed_staged` into ``base/shards`` and ``base/embeddings`` under a run key: a rerun with the
+    same key reuses the finished shards; a new key (or ``resume=false``) starts both afresh."""
+    import shutil
+
+    from records import shards
+    from records.layout import EMBEDDINGS_DIR
+
+    shard_dir = shards.prepare(base, key, bool(cfg.resume))
+    if not shards.done_shards(shard_dir):
+        shutil.rmtree(base / EMBEDDINGS_DIR, ignore_errors=True)  # no vectors of an earlier run
+    return embed_staged(staged, spec, resources, shard_dir, base / EMBEDDINGS_DIR, cfg)

@@ -17,7 +17,7 @@ import pyarrow as pa
 from jobs import settings, skeleton, specs
 from jobs.pipeline import init_ray, shard_item, stream
 from jobs.skeleton import timed
-from records import rundir, writers
+from records import rundir, tables, writers
 from records.readers import FORMATS, detect_format
 from records.shards import emb_matrix
 from records.staging import scan, shard_size
@@ -74,10 +74,7 @@ def build(cfg: Any, src: Path, fmt: str, digest: str, out: Path) -> dict[str, An
         center = raw.mean(axis=0) if enc.center else None
         E = finish(raw, center)
         index = build_index(E, cfg.kb.index_type, cfg.kb.nlist, int(cfg.seed))
-    kinds = {
-        k: int(v)
-        for k, v in zip(*np.unique(rows.column("kind").to_numpy(zero_copy_only=False), return_counts=True))
-    }
+    kinds = tables.label_counts(rows.column("kind").to_numpy(zero_copy_only=False))
     manifest = {
         "job": "kb_build",
         "source": {"path": str(src.resolve()), "sha256": digest, "format": fmt},

@@ -12,7 +12,6 @@ code: README "RDS+".
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import dedup, report, settings, skeleton, specs
-from jobs.embed import embed_staged
+from jobs.embed import embed_resumable
 from jobs.method import Method
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
@@ -38,9 +37,8 @@ from records.staging import Staged, inspect_input, stage_input
 from scoring.embed import POOLINGS
 from scoring.models import content_key, model_identity
 from selection.budget import resolve_budget
-from selection.kmeans import kmeans
+from selection.baselines import coverage_clusters
 from selection.rds import AGGREGATES, rds_select
-from selection.semdedup import DROP_DUPLICATE
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +88,15 @@ def embed_key(run: PoolRun, sha256: str, pooling: str) -> dict[str, Any]:
 
 def embed_set(run: PoolRun, staged: Staged, base: Path, key: dict[str, Any]) -> tuple[pa.Table, np.ndarray]:
     """Embed one staged set under ``base`` (``shards/`` + ``embeddings/``), resumable by shard."""
-    shard_dir = shards.prepare(base, {**key, "shards": staged.bounds}, bool(run.cfg.resume))
-    if not shards.done_shards(shard_dir):
-        shutil.rmtree(base / EMBEDDINGS_DIR, ignore_errors=True)
     spec = specs.embed_spec(run.cfg, run.model_path, run.rc, "full", str(run.cfg.rds.pooling))
-    return embed_staged(staged, spec, specs.hf_resources(run.cfg), shard_dir, base / EMBEDDINGS_DIR, run.cfg)
+    key = {**key, "shards": staged.bounds}
+    return embed_resumable(staged, spec, specs.hf_resources(run.cfg), base, key, run.cfg)
 
 
 def stage_target(run: PoolRun) -> Staged:
+    """The target set staged under ``target/records`` (every row kept, repeats too)."""
     cfg = run.cfg
-    staged = stage_input(
-        target_path(cfg), run.out / TARGET_DIR, cfg.target.format, settings.fields(cfg), False
-    )
-    return staged
+    return stage_input(target_path(cfg), run.out / TARGET_DIR, cfg.target.format, settings.fields(cfg), False)
 
 
 def run(cfg: Any) -> Result:
@@ -177,11 +171,9 @@ def select(
     """RDS over the pool's embedding table (complete, position-sorted): (scores table, order, info)."""
     k = resolve_budget(budget, ptable.num_rows)
     errored = tables.errored(ptable)
-    dups = dedup.apply(P, errored, dp)
-    removed = dups.removed if dups is not None else np.zeros(len(errored), dtype=bool)
+    removed, extra = dedup.step(P, errored, dp)
     res = rds_select(P, T, ~(errored | removed), k, aggregate)
-    outcome = res.outcome.astype(object)
-    outcome[removed] = DROP_DUPLICATE
+    outcome = dedup.relabel(res.outcome, removed)
     rank = np.full(len(P), -1, dtype=np.int64)
     rank[res.order] = np.arange(len(res.order))
     base = ptable.select([schema.ID, schema.POSITION, schema.ERROR, schema.RESPONSE_TOKENS])
@@ -192,11 +184,10 @@ def select(
             "rds_nearest_target": res.nearest_target,
             "rds_picked_by": res.picked_by,
             "rds_rank": rank,
-            "outcome": outcome.astype(str),
-            **(dedup.columns(dups) if dups is not None else {}),
+            "outcome": outcome,
+            **extra,
         },
     )
-    names, n = np.unique(outcome.astype(str), return_counts=True)
     per_target = (
         np.bincount(res.picked_by[res.order], minlength=len(T))
         if aggregate == "round_robin"
@@ -207,7 +198,7 @@ def select(
         "selected": int(len(res.order)),
         "aggregate": aggregate,
         "targets": int(len(T)),
-        "outcomes": {str(a): int(b) for a, b in zip(names, n)},
+        "outcomes": tables.label_counts(outcome),
         "targets_with_picks": int((per_target > 0).sum()),
         "picks_per_target": {"min": int(per_target.min()), "max": int(per_target.max())},
         "lowest_selected_score": float(res.score[res.order].min()) if len(res.order) else None,
@@ -230,12 +221,7 @@ def write_report(
     )
     report.plot_counts(info["outcomes"], "rows by outcome", out / PLOTS[1])
     eligible = ~tables.errored(table)
-    idx = np.flatnonzero(eligible)
-    clusters = np.full(len(P), -1, dtype=np.int64)
-    if len(idx):
-        clusters[idx] = kmeans(
-            P[idx].astype(np.float32), max(1, int(round(np.sqrt(len(idx) / 2)))), seed=seed
-        )[1]
+    clusters = coverage_clusters(P, eligible, seed)
     section, plot, _ = report.baseline_section(
         out,
         "rds",

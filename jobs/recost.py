@@ -40,7 +40,6 @@ from scoring.models import model_identity
 from selection.budget import resolve_budget
 from selection.recost import RecostParams, RecostResult, recost_select
 from selection.scores import rpe_columns
-from selection.semdedup import DROP_DUPLICATE
 
 log = logging.getLogger(__name__)
 
@@ -243,13 +242,10 @@ def select_table(
     errored = tables.errored(table)
     ifd = table.column("ifd_loss").to_numpy(zero_copy_only=False)
     rpe = table.column(f"rpe_{p.rpe}").to_numpy(zero_copy_only=False)
-    dups = dedup.apply(emb.astype(np.float32), errored, dp)
-    removed = dups.removed if dups is not None else np.zeros(len(errored), dtype=bool)
-    result = recost_select(ifd, rpe, errored | removed, emb.astype(np.float32), k, p)
-    outcome = result.outcome.astype(object)  # a fixed-width str array would cut the new label
-    outcome[removed] = DROP_DUPLICATE
-    result.outcome = outcome.astype(str)
-    extra = dedup.columns(dups) if dups is not None else {}
+    emb = emb.astype(np.float32)
+    removed, extra = dedup.step(emb, errored, dp)
+    result = recost_select(ifd, rpe, errored | removed, emb, k, p)
+    result.outcome = dedup.relabel(result.outcome, removed)
     table = tables.with_columns(
         table,
         {"outcome": result.outcome, "fused_rank": result.fused_rank, "cluster": result.cluster, **extra},

@@ -40,6 +40,12 @@ def with_columns(table: pa.Table, cols: dict[str, Any]) -> pa.Table:
     return table
 
 
+def label_counts(labels: Any) -> dict[str, int]:
+    """How many rows carry each label (e.g. an outcome), as plain str -> int."""
+    names, n = np.unique(np.asarray(labels).astype(str), return_counts=True)
+    return {str(a): int(b) for a, b in zip(names, n)}
+
+
 def numeric(table: pa.Table, *names: str) -> list[np.ndarray]:
     """Columns as numpy arrays (nulls as NaN for floats)."""
     return [table.column(n).to_numpy(zero_copy_only=False) for n in names]

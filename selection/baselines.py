@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from selection.coverage import entropy, nearest_selected
+from selection.kmeans import auto_clusters, kmeans
 
 BASELINES = ("random", "longest")
 
@@ -84,6 +85,15 @@ def cluster_stats(clusters: np.ndarray, subset: np.ndarray) -> dict[str, float |
         "cluster_entropy": entropy(labels, c) / float(np.log(c)),
         "clusters_covered": int(len(np.unique(labels))),
     }
+
+
+def coverage_clusters(emb: np.ndarray, eligible: np.ndarray, seed: int) -> np.ndarray:
+    """k-means labels (``auto_clusters`` of the eligible rows) for the spread figures; -1 elsewhere."""
+    labels = np.full(len(emb), -1, dtype=np.int64)
+    idx = np.flatnonzero(np.asarray(eligible, dtype=bool))
+    if len(idx):
+        labels[idx] = kmeans(np.asarray(emb[idx], dtype=np.float32), auto_clusters(len(idx)), seed=seed)[1]
+    return labels
 
 
 def compare_arms(

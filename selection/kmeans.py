@@ -23,6 +23,11 @@ def kmeans(X: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, nredo: int 
     return km.centroids.copy(), assign[:, 0].astype(np.int64)
 
 
+def auto_clusters(n: int) -> int:
+    """The default cluster count over ``n`` rows: round(sqrt(n / 2)), at least 1."""
+    return max(1, int(round(np.sqrt(n / 2))))
+
+
 def allocate_proportional(sizes: np.ndarray | list[int], budget: int) -> np.ndarray:
     """Split ``budget`` over clusters in proportion to ``sizes`` (largest remainder, Hamilton).
 

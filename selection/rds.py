@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from records.tables import label_counts
+
 AGGREGATES = ("round_robin", "max")
 
 
@@ -31,8 +33,7 @@ class RDSResult:
     outcome: np.ndarray  # [N] selected | below_budget | error
 
     def counts(self) -> dict[str, int]:
-        names, n = np.unique(self.outcome, return_counts=True)
-        return {str(a): int(b) for a, b in zip(names, n)}
+        return label_counts(self.outcome)
 
 
 def unit(E: np.ndarray) -> np.ndarray:

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from records.tables import label_counts
+
 from selection.diversity import normalise, sliding_window_diverse
 from selection.fusion import fuse_ranks
-from selection.kmeans import kmeans
+from selection.kmeans import auto_clusters, kmeans
 from selection.topk import DROP_ABOVE, DROP_ERROR, DROP_NAN, KEPT
 
 NOT_SELECTED = "below_budget"
@@ -54,8 +56,7 @@ class RecostResult:
     cluster: np.ndarray      # per row: k-means cluster of eligible rows; -1 otherwise
 
     def counts(self) -> dict[str, int]:
-        labels, n = np.unique(self.outcome.astype(str), return_counts=True)
-        return {str(k): int(v) for k, v in zip(labels, n)}
+        return label_counts(self.outcome)
 
 
 def eligible_rows(ifd: np.ndarray, rpe: np.ndarray, errored: np.ndarray, p: RecostParams) -> np.ndarray:
@@ -88,7 +89,7 @@ def recost_select(ifd: np.ndarray, rpe: np.ndarray, errored: np.ndarray, emb: np
                             higher_is_better=[True, p.rpe == "diff"], rrf_k=p.rrf_k)
     fused_rank[elig[order_e]] = np.arange(len(elig))
     E = normalise(emb[elig])
-    c = p.n_clusters or max(1, int(round(np.sqrt(len(elig) / 2))))
+    c = p.n_clusters or auto_clusters(len(elig))
     _, assign = kmeans(E, c, seed=p.seed, nredo=p.kmeans_redo)
     cluster[elig] = assign
     picked = elig[sliding_window_diverse(order_e, E, k, p.window, p.tau, assign)]

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from records.tables import label_counts
+
 KEPT = "selected"
 DROP_ERROR = "error"
 DROP_NAN = "score_nan"
@@ -21,8 +23,7 @@ class Selection:
     outcome: np.ndarray
 
     def counts(self) -> dict[str, int]:
-        labels, n = np.unique(self.outcome.astype(str), return_counts=True)
-        return {str(k): int(v) for k, v in zip(labels, n)}
+        return label_counts(self.outcome)
 
 
 def select_top(score: np.ndarray, errored: np.ndarray, k: int, max_score: float | None = 1.0,
