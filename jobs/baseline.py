@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import report, settings, skeleton, specs
-from jobs.method import Method
+from jobs.method import Method, rank_by
 from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import Result, timed
 from records import schema, shards, tables, writers
@@ -152,7 +152,7 @@ def reselect(
     return order, {**info, "baseline": kind, "seed": seed}, table
 
 
-METHOD = Method("baseline", (), WRITES, reselect, RESELECT_WRITES)
+METHOD = Method("baseline", (), WRITES, reselect, RESELECT_WRITES, rank=rank_by(RANK))
 
 
 def main() -> None:

@@ -193,7 +193,7 @@ def pre_experience(run: PoolRun, staged: Staged, st: Path) -> tuple[Path, dict[s
     return model, picks, tlog
 
 
-METHOD = Method("cherry", ("cond", "uncond"), WRITES, ifd.reselect, ifd.RESELECT_WRITES)
+METHOD = Method("cherry", ("cond", "uncond"), WRITES, ifd.reselect, ifd.RESELECT_WRITES, rank=ifd.rank)
 
 
 def main() -> None:

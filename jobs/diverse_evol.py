@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from jobs import report, settings, skeleton, specs
 from jobs.embed import embed_staged
-from jobs.method import Method
+from jobs.method import Method, rank_by
 from jobs.skeleton import PoolRun, Result, timed
 from jobs.train import fine_tune, train_params
 from records import schema, shards, tables, writers
@@ -288,7 +288,7 @@ def baselines(
     return [section], [plot]
 
 
-METHOD = Method("diverse_evol", (), WRITES)
+METHOD = Method("diverse_evol", (), WRITES, rank=rank_by("added_in_round"))  # earlier rounds first
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import report, settings, skeleton, specs
-from jobs.method import Method
+from jobs.method import Method, ranked_selected
 from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
@@ -283,7 +283,16 @@ def reselect(
     return result.order, {**info, "variant": variant, "selection_settings": sel.__dict__}, table
 
 
-METHOD = Method("ifd", ("cond", "uncond"), WRITES, reselect, RESELECT_WRITES)
+def rank(table: pa.Table, manifest: dict[str, Any]) -> np.ndarray:
+    """An IFD run's picks, highest score first (the score its last selection used)."""
+    last = manifest.get("selection", {}).get("selection_settings", {}).get("score")
+    if last is None:
+        cfg = settings.as_config(manifest["config"])
+        last = selection_settings(cfg, cfg.method.variant).score
+    return ranked_selected(table, last, descending=True)
+
+
+METHOD = Method("ifd", ("cond", "uncond"), WRITES, reselect, RESELECT_WRITES, rank=rank)
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from records.layout import RECORDS_DIR
 # (selected positions, selection info, the scores table with the new outcome columns);
 # writes scores.parquet and the report into that directory
 Reselect = Callable[[Any, pa.Table, dict[str, Any], Path], tuple[np.ndarray, dict[str, Any], pa.Table]]
+# (a finished run's scores table, its manifest) -> positions of its selected rows, best first
+Rank = Callable[[pa.Table, dict[str, Any]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,18 @@ class Method:
     reselect: Reselect | None = None
     reselect_writes: tuple[str, ...] = ()  # what a re-selection rewrites (scores, selection, report, plots)
     linked: tuple[str, ...] = (RECORDS_DIR,)
+    rank: Rank | None = None  # the method's own order of its picks (jobs.compare's compare.equalize)
+
+
+def ranked_selected(table: pa.Table, key: str, descending: bool) -> np.ndarray:
+    """Positions of the rows whose ``outcome`` is ``selected``, ordered by ``key`` (ties: position)."""
+    outcome = table.column("outcome").to_numpy(zero_copy_only=False)
+    pos = table.column("position").to_numpy()
+    sel = np.flatnonzero(outcome == "selected")
+    k = table.column(key).to_numpy(zero_copy_only=False).astype(np.float64)[sel]
+    return pos[sel[np.lexsort((pos[sel], -k if descending else k))]].astype(np.int64)
+
+
+def rank_by(key: str, descending: bool = False) -> Rank:
+    """A :data:`Rank` ordering a run's picks by one of its score columns."""
+    return lambda table, manifest: ranked_selected(table, key, descending)

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from jobs import dedup, report, settings, skeleton, specs
 from jobs.embed import embed_resumable
-from jobs.method import Method
+from jobs.method import Method, rank_by
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
 from records.layout import (
@@ -264,7 +264,13 @@ def reselect(
 
 
 METHOD = Method(
-    "rds", (), WRITES, reselect, RESELECT_WRITES, linked=(RECORDS_DIR, EMBEDDINGS_DIR, TARGET_DIR)
+    "rds",
+    (),
+    WRITES,
+    reselect,
+    RESELECT_WRITES,
+    linked=(RECORDS_DIR, EMBEDDINGS_DIR, TARGET_DIR),
+    rank=rank_by("rds_rank"),
 )
 
 

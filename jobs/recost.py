@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import dedup, ifd, report, settings, skeleton, specs
-from jobs.method import Method
+from jobs.method import Method, rank_by
 from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
@@ -303,7 +303,9 @@ def reselect(
     return result.order, info, table
 
 
-METHOD = Method("recost", PASSES, WRITES, reselect, RESELECT_WRITES, linked=(RECORDS_DIR, EMBEDDINGS_DIR))
+METHOD = Method(
+    "recost", PASSES, WRITES, reselect, RESELECT_WRITES, linked=(RECORDS_DIR, EMBEDDINGS_DIR), rank=rank_by("fused_rank")
+)
 
 
 def _mean(x: np.ndarray) -> float | None:

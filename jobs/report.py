@@ -314,3 +314,70 @@ def pairs_html(pairs: list[dict[str, Any]], threshold: float) -> str:
         f"<h2>Near-copies nearest the threshold ({threshold:g})</h2><table class='arms'><tr><th>cosine</th>"
         f"<th>dropped row</th><th>kept row it copies</th></tr>{body}</table>"
     )
+
+
+def plot_intervals(
+    names: list[str],
+    diffs: list[float],
+    lo: list[float],
+    hi: list[float],
+    random: dict[str, Any] | None,
+    path: Path,
+) -> None:
+    """Each arm's difference to the random arms' mean NLL with its interval; the random arms' own
+    range (the noise floor) shaded around 0."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4))
+    y = np.arange(len(names))[::-1]
+    d, lo_, hi_ = (np.asarray(v, dtype=np.float64) for v in (diffs, lo, hi))
+    if random and random.get("range") is not None:
+        half = random["range"] / 2
+        ax.axvspan(random["min"] - random["mean"], random["max"] - random["mean"], color="#ddd",
+                   label=f"random arms' range (±{half:.3g})")
+    colours = ["#2a7" if h < 0 else "#c33" if lw > 0 else "#555" for lw, h in zip(lo_, hi_)]
+    for yi, di, l, h, c in zip(y, d, lo_, hi_, colours):
+        ax.errorbar([di], [yi], xerr=[[di - l], [h - di]], fmt="o", color=c, capsize=3)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("mean NLL − random arms' mean (nats/token; left = better)")
+    ax.legend(loc="best", fontsize=7)
+    _save(plt, fig, path)
+
+
+def compare_html(summary: dict[str, Any], scope: str) -> str:
+    """The arms table of a compare run: mean NLL per eval scope, difference to random, verdict, rank."""
+    scopes = list(summary["eval_rows"])
+    head = "".join(f"<th>mean NLL ({html.escape(s)}, {summary['eval_rows'][s]} rows)</th>" for s in scopes)
+    level = int(round(100 * summary["confidence"]))
+    rows = []
+    for name, a in summary["arms"].items():
+        r = a[scope]
+        ci = (
+            f"{_fmt(r['diff_vs_random'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+            if "diff_vs_random" in r else "–"
+        )
+        rows.append(
+            f"<tr><th>{html.escape(name)}</th><td>{html.escape(a['kind'])}</td><td>{a['rows']}</td>"
+            + "".join(f"<td>{_fmt(a[s]['mean_nll'])}</td>" for s in scopes)
+            + f"<td>{html.escape(ci)}</td><td>{html.escape(r.get('verdict', '–'))}</td><td>{r['rank']}</td></tr>"
+        )
+    rnd = summary["random"].get(scope)
+    floor = (
+        f"<p>Noise floor: the random arms' mean NLL spans {_fmt(rnd['min'])}–{_fmt(rnd['max'])} "
+        f"(std {_fmt(rnd['std'])}). The interval covers eval-row noise only; the random arms' spread is "
+        "the training-seed noise. <b>better</b> means the interval lies left of 0 <i>and</i> the arm is "
+        "below every random arm; a random arm is measured against the other random arms.</p>"
+        if rnd else "<p>No random arms: nothing to measure a difference against.</p>"
+    )
+    base = summary.get("base_mean_nll")
+    shift = (
+        f"<p>Untrained base model: {_fmt(base[scope])} — the shift a trained arm shows against it is how "
+        "much fine-tuning moved the model at all.</p>" if base else ""
+    )
+    return (
+        f"<h2>Arms</h2><p>Metric: {html.escape(summary['metric'])}. Difference to the random arms' mean over "
+        f"{html.escape(scope)} eval rows with a paired bootstrap {level}% interval "
+        f"({summary['bootstrap']} resamples of eval rows).</p>{floor}{shift}"
+        f"<table class='arms'><tr><th>arm</th><th>kind</th><th>rows</th>{head}<th>vs random [{level}% CI]</th>"
+        f"<th>verdict</th><th>rank</th></tr>{''.join(rows)}</table>"
+    )

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs import baseline, cherry, dedup, diverse_evol, ifd, kb_build, rds, recost, settings, specs
+from jobs import baseline, cherry, compare, dedup, diverse_evol, ifd, kb_build, rds, recost, settings, specs
 from jobs.train import train_params
 from jobs.settings import ROOT
 from tests.jobs.helpers import compose
@@ -36,9 +36,18 @@ def _with_target(cfg):
     rds.validate(cfg)
 
 
+def _with_arm(cfg):
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.compare.selections = [str(ROOT / "data" / "alpaca_sample.jsonl")]
+    compare.validate(cfg)
+
+
 VALIDATE = {"ifd": ifd.validate, "kb_build": _with_paths(kb_build.validate), "cherry": cherry.validate,
             "diverse_evol": diverse_evol.validate, "recost": _with_paths(recost.validate),
-            "baseline": baseline.validate, "dedup": dedup.validate, "rds": _with_target}
+            "baseline": baseline.validate, "dedup": dedup.validate, "rds": _with_target,
+            "compare": _with_arm}
 _validate_recost = VALIDATE["recost"]
 
 
@@ -198,3 +207,12 @@ def test_new_methods_readme_keys_exist():
 def test_new_methods_bad_values_fail_early(job, override, match):
     with pytest.raises(ValueError, match=match):
         VALIDATE[job](compose(job, override.split()))
+
+
+@pytest.mark.parametrize("override,match", [
+    ("compare.bootstrap=10", "compare.bootstrap"), ("compare.random_seeds=-1", "compare.random_seeds"),
+    ("compare.eval=[]", "compare.eval"), ("compare.budget=0", "budget"),
+])
+def test_compare_bad_values_fail_early(override, match):
+    with pytest.raises(ValueError, match=match):
+        VALIDATE["compare"](compose("compare", [override]))
