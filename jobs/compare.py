@@ -84,6 +84,8 @@ def validate(cfg: Any) -> None:
         raise ValueError("compare.eval is empty: give at least one held-out file of targets")
     if c.budget is not None:
         resolve_budget(c.budget, 1)
+    if isinstance(c.parallel_arms, bool) or not isinstance(c.parallel_arms, int) or c.parallel_arms < 1:
+        raise ValueError(f"compare.parallel_arms must be a positive count, got {c.parallel_arms!r}")
     if int(c.bootstrap) < 100:
         raise ValueError(f"compare.bootstrap must be at least 100 resamples, got {c.bootstrap}")
     for p in [*c.runs]:
@@ -261,6 +263,21 @@ def train_arm(cfg: Any, staged: Staged, arm: Arm, base: Path, out: Path, key: di
     return fine_tune(rows, base, d / "model", train_params(cfg), rc, cfg)
 
 
+def train_all(cfg: Any, staged: Staged, arms: list[Arm], base: Path, out: Path, keys: dict[str, dict],
+              rc: Any) -> dict[str, dict]:
+    """Every trained arm's training log; ``compare.parallel_arms`` arms train at once (side by side, each
+    on its own ``train.num_workers`` workers: one GPU each on a multi-GPU node), in arm order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jobs.pipeline import init_ray
+
+    init_ray(cfg.cluster)  # once, on this thread, before any trainer starts
+    width = max(1, int(cfg.compare.parallel_arms))
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        futures = {a.name: pool.submit(train_arm, cfg, staged, a, base, out, keys[a.name], rc) for a in arms}
+        return {name: f.result() for name, f in futures.items()}
+
+
 def model_dir(out: Path, arm: Arm, base: Path) -> Path:
     return out / ARMS_DIR / arm.name / "train" / "model" if arm.trained else base
 
@@ -416,16 +433,16 @@ def run(cfg: Any) -> dict[str, Any]:
             evals = stage_evals(cfg, out)
         log.info("compare: %d arms of %d rows (%s) on %d eval rows", len(arms), k,
                  ", ".join(a.name for a in arms), sum(s.n_rows for s in evals.values()))
-        logs, parts = {}, []
+        keys = {a.name: train_key(cfg, staged, a, identity, rc) for a in arms}
         for arm in arms:
-            key = train_key(cfg, staged, arm, identity, rc)
             (out / ARMS_DIR / arm.name).mkdir(parents=True, exist_ok=True)
             writers.write_json(asdict(arm), out / ARMS_DIR / arm.name / ARM_FILE)
-            if arm.trained:
-                with timed(t, f"train:{arm.name}"):
-                    logs[arm.name] = train_arm(cfg, staged, arm, base, out, key, rc)
+        with timed(t, "train"):
+            logs = train_all(cfg, staged, [a for a in arms if a.trained], base, out, keys, rc)
+        parts = []
+        for arm in arms:
             with timed(t, f"eval:{arm.name}"):
-                parts.append(score_arm(cfg, arm, model_dir(out, arm, base), evals, out, key, rc))
+                parts.append(score_arm(cfg, arm, model_dir(out, arm, base), evals, out, keys[arm.name], rc))
         steps = {n: len(lg["losses"]) for n, lg in logs.items()}
         if len(set(steps.values())) > 1:
             raise RuntimeError(f"arms trained for different numbers of steps: {steps}")

@@ -164,9 +164,9 @@ def test_outputs_hold_every_arm_and_eval_row(done):
 
 
 def cli(files, tiny_model_dir, ifd_run, out):
-    """Two of the fixture's arms (same rows, seed, config): the IFD run and random-0."""
+    """Two of the fixture's arms (same rows, seed, config): the IFD run and random-0, trained side by side."""
     return [sys.executable, "-m", "jobs.compare", *args(files, tiny_model_dir, out, f"compare.runs=[{ifd_run}]"),
-            "compare.random_seeds=1", "compare.base=false", "cluster.num_cpus=2"]
+            "compare.random_seeds=1", "compare.base=false", "compare.parallel_arms=2", "cluster.num_cpus=2"]
 
 
 @pytest.mark.ray
@@ -188,6 +188,7 @@ def test_a_killed_compare_resumes_only_unfinished_arms(done, files, ifd_run, tin
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert all(p.stat().st_mtime_ns == m for p, m in kept.items())  # the finished arm was not redone
+    # side-by-side training gives the models that one-at-a-time training gave
     a = pq.read_table(out / "compare.parquet").to_pandas()
     b = pq.read_table(done[1] / "compare.parquet").to_pandas()
     b = b[b.arm.isin(["ifd_run", "random-0"])].reset_index(drop=True)

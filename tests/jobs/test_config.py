@@ -212,6 +212,7 @@ def test_new_methods_bad_values_fail_early(job, override, match):
 @pytest.mark.parametrize("override,match", [
     ("compare.bootstrap=10", "compare.bootstrap"), ("compare.random_seeds=-1", "compare.random_seeds"),
     ("compare.eval=[]", "compare.eval"), ("compare.budget=0", "budget"),
+    ("compare.parallel_arms=0", "compare.parallel_arms"),
 ])
 def test_compare_bad_values_fail_early(override, match):
     with pytest.raises(ValueError, match=match):
