@@ -54,6 +54,7 @@ bench: install
 	$(PY) -m bench.corruption
 	$(PY) -m bench.baselines
 	$(PY) -m bench.model_in_loop
+	$(PY) -m bench.compare
 
 # on a CUDA machine (see BENCHMARKS.md): 1B-class throughput / MFU, and the actor's GPU path
 bench-gpu:

@@ -133,6 +133,9 @@ def main() -> None:
     timings: dict[str, float] = {}
     arms = run_methods(work, args, timings)
     (work / "arms.json").write_text(json.dumps(arms, indent=2))
+    first = work / "run_timings.json"  # the methods' first (scoring) runs; a later phase only reuses them
+    if not first.exists():
+        first.write_text(json.dumps(timings, indent=2))
     if args.phase == "runs":
         print(json.dumps({"arms": arms, "timings_s": timings}, indent=2))
         return
@@ -143,10 +146,11 @@ def main() -> None:
     cfg = compose("compare", [f"data.path={work / 'pool.jsonl'}", f"model.name={args.model}",
                               f"output_dir={work / 'compare'}", f"compare.runs=[{','.join(runs)}]",
                               f"compare.selections=[{arms['ifd']}]", f"compare.eval=[{args.eval}]",
-                              f"compare.random_seeds={args.random}", *args.overrides])
+                              f"compare.random_seeds={args.random}", "compare.equalize=true", *args.overrides])
     summary = timed(timings, "compare", compare.run, cfg)
     trained = compare.arm_rows(work / "compare")
-    result = {"setup": {**vars(args), "overrides": args.overrides}, "timings_s": timings,
+    result = {"setup": {**vars(args), "overrides": args.overrides},
+              "timings_s": {"methods_first_run": json.loads(first.read_text()), "this_run": timings},
               "dirty_share": {**dirty_shares(work, trained, kinds), "pool": float(np.mean([k is not None for k in kinds]))},
               "compare": summary}
     Path(args.out).write_text(json.dumps(result, indent=2))

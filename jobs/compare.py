@@ -401,6 +401,7 @@ def write_report(out: Path, summary: dict[str, Any], header: dict[str, Any]) -> 
             [arms[n][ALL]["diff_vs_random"] for n in names],
             [arms[n][ALL]["ci_low"] for n in names],
             [arms[n][ALL]["ci_high"] for n in names],
+            [arms[n][ALL]["verdict"] for n in names],
             summary["random"][ALL],
             out / PLOT,
         )

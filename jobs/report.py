@@ -321,11 +321,12 @@ def plot_intervals(
     diffs: list[float],
     lo: list[float],
     hi: list[float],
+    verdicts: list[str],
     random: dict[str, Any] | None,
     path: Path,
 ) -> None:
-    """Each arm's difference to the random arms' mean NLL with its interval; the random arms' own
-    range (the noise floor) shaded around 0."""
+    """Each arm's difference to the random arms' mean NLL with its interval, coloured by its verdict
+    (green better, red worse, grey within noise); the random arms' own range (the noise floor) shaded."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4))
     y = np.arange(len(names))[::-1]
@@ -334,7 +335,7 @@ def plot_intervals(
         half = random["range"] / 2
         ax.axvspan(random["min"] - random["mean"], random["max"] - random["mean"], color="#ddd",
                    label=f"random arms' range (±{half:.3g})")
-    colours = ["#2a7" if h < 0 else "#c33" if lw > 0 else "#555" for lw, h in zip(lo_, hi_)]
+    colours = [{"better": "#2a7", "worse": "#c33"}.get(v, "#555") for v in verdicts]
     for yi, di, l, h, c in zip(y, d, lo_, hi_, colours):
         ax.errorbar([di], [yi], xerr=[[di - l], [h - di]], fmt="o", color=c, capsize=3)
     ax.axvline(0, color="k", lw=0.8)
