@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.corruption import ALPACA, corrupt, split
+from bench.corruption import corrupt, pool_args, split, start
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_DEFAULT = ROOT / "data" / "eval" / "alpaca_eval_davinci003.jsonl"
@@ -110,25 +109,17 @@ def dirty_shares(work: Path, arms: dict[str, Any], kinds: list[str | None]) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pool", type=int, default=1000)
-    ap.add_argument("--kb", type=int, default=1000)
-    ap.add_argument("--dirty", type=float, default=0.1)
+    pool_args(ap, 1000, 1000, "bench_compare")
     ap.add_argument("--budget", type=float, default=0.05)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--random", type=int, default=3, help="random arms (compare.random_seeds)")
     ap.add_argument("--eval", default=str(EVAL_DEFAULT), help="held-out targets (compare.eval)")
-    ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--phase", default="all", choices=("runs", "compare", "all"))
-    ap.add_argument("--work", default=str(ROOT / "out" / "bench_compare"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "compare.json"))
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.compare (e.g. train.lr=1e-4)")
     args = ap.parse_args()
-    if not ALPACA.exists():
-        print(f"skipped: {ALPACA} not found")
+    work = start(args)
+    if work is None:
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
     kinds = make_pool(work, args)
     timings: dict[str, float] = {}
     arms = run_methods(work, args, timings)

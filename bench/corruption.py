@@ -152,29 +152,42 @@ def evaluate(scores: Any, emb: np.ndarray, dirty_kind: list[str | None], budgets
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pool", type=int, default=400)
-    ap.add_argument("--kb", type=int, default=2000)
+def pool_args(ap: argparse.ArgumentParser, pool: int, kb: int, work: str) -> None:
+    """The corrupted pool's options, shared by the benchmarks built on it."""
+    ap.add_argument("--pool", type=int, default=pool)
+    ap.add_argument("--kb", type=int, default=kb)
     ap.add_argument("--dirty", type=float, default=0.1)
-    ap.add_argument("--budgets", default="0.05,0.1,0.2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--work", default=str(ROOT / "out" / "bench_corruption"))
+    ap.add_argument("--work", default=str(ROOT / "out" / work))
+
+
+def start(args: argparse.Namespace) -> Path | None:
+    """The work directory (created), with logging on; None (and a note) when the data is absent."""
+    if not ALPACA.exists():
+        print(f"skipped: {ALPACA} not found")
+        return None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    pool_args(ap, 400, 2000, "bench_corruption")
+    ap.add_argument("--budgets", default="0.05,0.1,0.2")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "corruption.json"))
     ap.add_argument("--reuse", action="store_true", help="evaluate the scores already in --work (no rescoring)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.recost (e.g. kb.k=3)")
     args = ap.parse_args()
-    if not ALPACA.exists():
-        print(f"skipped: {ALPACA} not found")
+    work = start(args)
+    if work is None:
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from jobs import kb_build, recost
     from jobs.settings import compose
     from records.shards import load_embeddings
 
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
     cfg = compose("recost", [f"data.path={work / 'pool.jsonl'}", f"kb.index={work / 'kb'}", f"model.name={args.model}",
                              f"output_dir={work / 'out'}", "selection.budget=0.1", *args.overrides])
     if args.reuse:
