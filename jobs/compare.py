@@ -37,7 +37,7 @@ from jobs.skeleton import timed
 from jobs.specs import scorer_resources, scorer_spec, train_render
 from jobs.train import TRAIN_LOG, fine_tune, train_params
 from records import rundir, schema, shards, tables, writers
-from records.layout import MANIFEST_FILE, REPORT_FILE, SCORES_FILE, SELECTED_FILE
+from records.layout import MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE
 from records.staging import Staged, inspect_input, stage_input, subset_rows
 from scoring.models import content_key, model_identity, resolve_model
 from selection.baselines import random_subset
@@ -163,10 +163,12 @@ def run_ranking(run: Path, by_id: dict[str, int]) -> list[int] | None:
     method = registry.method(manifest.get("job", "ifd"))
     if method.rank is None or not (run / SCORES_FILE).is_file():
         return None
-    table = pq.read_table(run / SCORES_FILE)
-    ids = np.asarray(table.column(schema.ID).to_pylist(), dtype=object)
-    order = method.rank(table, manifest)
-    return [by_id[i] for i in ids[order] if i in by_id]
+    order = method.rank(pq.read_table(run / SCORES_FILE), manifest)  # positions in the run's own input
+    rec = pa.concat_tables(
+        pq.read_table(s, columns=[schema.ID, schema.POSITION]) for s in sorted((run / RECORDS_DIR).glob("part-*.parquet"))
+    )
+    id_at = dict(zip(rec.column(schema.POSITION).to_pylist(), rec.column(schema.ID).to_pylist()))
+    return [by_id[id_at[p]] for p in order.tolist() if id_at.get(p) in by_id]
 
 
 def source_arms(cfg: Any, out: Path, by_id: dict[str, int], valid: np.ndarray) -> list[tuple[Arm, bool]]:
