@@ -60,14 +60,14 @@ def ifd_selection(recost_dir: Path, out: Path, k: int) -> Path:
     """IFD top-k (IFD > 1 and errors dropped) from the RECOST run's cond/uncond passes."""
     import pandas as pd
 
+    from jobs.select import records_shards
     from records.staging import read_positions
     from selection.topk import select_top
 
     scores = pd.read_parquet(recost_dir / "scores.parquet").sort_values("position")
     order = select_top(scores["ifd_loss"].to_numpy(), scores["error"].notna().to_numpy(), k, 1.0).order
-    shards = sorted(str(p) for p in (recost_dir / "records").glob("part-*.parquet"))
     picked = scores["position"].to_numpy()[order]
-    raw = dict(zip(*read_positions(shards, picked, ["raw"]).to_pydict().values()))
+    raw = dict(zip(*read_positions(records_shards(recost_dir), picked, ["raw"]).to_pydict().values()))
     out.write_text("".join(raw[p] + "\n" for p in picked))  # best first: the file's order is its ranking
     return out
 

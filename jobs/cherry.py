@@ -15,7 +15,6 @@ model of their own (``cherry.pre_experienced=<dir>``):
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -109,8 +108,6 @@ def near_copies(cfg: Any, staged: Staged, st: Path) -> dict[str, np.ndarray]:
 
 def run(cfg: Any) -> Result:
     """Cherry's whole pipeline: pre-experience stages under ``stages/``, then IFD with that model."""
-    from omegaconf import open_dict
-
     mine = cfg.cherry.pre_experienced and settings.resolve_data_path(cfg.cherry.pre_experienced)
     with skeleton.pool_run(cfg, "cherry", WRITES, validate, inputs=[mine or None]) as run:
         st, parts = run.out / STAGES, stage_key(run, run.model_path)
@@ -125,10 +122,8 @@ def run(cfg: Any) -> Result:
         else:
             model, picks, tlog = pre_experience(run, staged, st)
         log.info("pre-experienced model: %s (%d picks)", model, len(picks["positions"]))
-        icfg = copy.deepcopy(cfg)
-        with open_dict(icfg):
-            icfg.model.name = str(model)
-        result = ifd.score_and_select(run.with_model(icfg, Path(model)), near_copies(cfg, staged, st))
+        result = ifd.score_and_select(run.with_model(settings.with_model(cfg, model), Path(model)),
+                                      near_copies(cfg, staged, st))
         m = json.loads((run.out / MANIFEST_FILE).read_text())
         m.update(
             job="cherry",

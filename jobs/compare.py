@@ -18,7 +18,6 @@ interval over eval rows. Resumable per arm: a rerun trains and scores only what 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -32,14 +31,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs import registry, report, settings, skeleton
+from jobs.select import records_shards
 from jobs.ifd import score_missing
 from jobs.skeleton import timed
 from jobs.specs import scorer_resources, scorer_spec, train_render
 from jobs.train import TRAIN_LOG, fine_tune, train_params
-from records import rundir, schema, shards, tables, writers
+from records import schema, shards, tables, writers
 from records.layout import MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE
-from records.staging import Staged, inspect_input, stage_input, subset_rows
-from scoring.models import content_key, model_identity, resolve_model
+from records.staging import Staged, stage_input, subset_rows
+from scoring.models import content_key, model_identity
 from selection.baselines import random_subset
 from selection.budget import resolve_budget
 from selection.compare import Interval, corpus_nll, paired_diffs, ranks, spread
@@ -124,7 +124,7 @@ def unique(names: list[str]) -> list[str]:
 
 def pool_ids(staged: Staged) -> tuple[dict[str, int], np.ndarray]:
     """Pool id -> position, and which pool rows are valid (no staging error)."""
-    t = pa.concat_tables(pq.read_table(s, columns=[schema.ID, schema.POSITION, schema.ERROR]) for s in staged.shards)
+    t = tables.shard_columns(staged.shards, [schema.ID, schema.POSITION, schema.ERROR])
     ids = t.column(schema.ID).to_pylist()
     pos = t.column(schema.POSITION).to_numpy()
     valid = np.zeros(staged.n_rows, dtype=bool)
@@ -136,7 +136,7 @@ def file_ids(path: Path, work: Path, cfg: Any) -> list[str]:
     """Content ids of a file's records in file order (staged as Winnow stages any input); a record
     that cannot be parsed, or repeats, is refused."""
     staged = stage_input(path, work, "auto", settings.fields(cfg), drop_duplicates=True)
-    t = pa.concat_tables(pq.read_table(s, columns=[schema.ID, schema.ERROR]) for s in staged.shards)
+    t = tables.shard_columns(staged.shards, [schema.ID, schema.ERROR])
     errors = [e for e in t.column(schema.ERROR).to_pylist() if e]
     if errors:
         raise ValueError(f"{path}: {len(errors)} records are not usable training rows, e.g. {errors[:3]}")
@@ -164,9 +164,7 @@ def run_ranking(run: Path, by_id: dict[str, int]) -> list[int] | None:
     if method.rank is None or not (run / SCORES_FILE).is_file():
         return None
     order = method.rank(pq.read_table(run / SCORES_FILE), manifest)  # positions in the run's own input
-    rec = pa.concat_tables(
-        pq.read_table(s, columns=[schema.ID, schema.POSITION]) for s in sorted((run / RECORDS_DIR).glob("part-*.parquet"))
-    )
+    rec = tables.shard_columns(records_shards(run), [schema.ID, schema.POSITION])
     id_at = dict(zip(rec.column(schema.POSITION).to_pylist(), rec.column(schema.ID).to_pylist()))
     return [by_id[id_at[p]] for p in order.tolist() if id_at.get(p) in by_id]
 
@@ -286,11 +284,7 @@ def model_dir(out: Path, arm: Arm, base: Path) -> Path:
 
 def score_arm(cfg: Any, arm: Arm, model: Path, evals: dict[str, Staged], out: Path, key: dict, rc: Any) -> pa.Table:
     """The conditioned pass of every eval row under the arm's model: (arm, eval, position, id, sums)."""
-    mcfg = copy.deepcopy(cfg)
-    from omegaconf import open_dict
-
-    with open_dict(mcfg):
-        mcfg.model.name = str(model)
+    mcfg = settings.with_model(cfg, model)
     spec, res = scorer_spec(mcfg, model, rc), scorer_resources(mcfg)
     parts = []
     for name, st in evals.items():
@@ -414,24 +408,13 @@ def write_report(out: Path, summary: dict[str, Any], header: dict[str, Any]) -> 
 
 def run(cfg: Any) -> dict[str, Any]:
     """The whole comparison; returns the ``compare.json`` summary."""
-    validate(cfg)
     c = cfg.compare
-    t: dict[str, float] = {}
-    with timed(t, "model"):
-        base = resolve_model(cfg.model.name)
-    identity = model_identity(base, cfg.model.name)
-    rc = settings.render_config(cfg, ("cond",))
-    settings.check_chat_template(rc, base, bool(cfg.model.trust_remote_code))
-    pool = settings.data_path(cfg)
-    inputs = [pool, *(settings.resolve_data_path(p) for p in [*c.runs, *c.selections, *c.eval])]
-    rundir.check_inputs(Path(cfg.output_dir), WRITES, inputs)
-    src = inspect_input(pool, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
-    with rundir.claim(cfg.output_dir, "compare", WRITES, inputs) as claimed:
-        out = claimed.path
+    others = [settings.resolve_data_path(p) for p in [*c.runs, *c.selections, *c.eval]]
+    with skeleton.pool_run(cfg, "compare", WRITES, validate, ("cond",), others) as run:
+        out, t, rc, base = run.out, run.timings, run.rc, run.model_path
+        identity = model_identity(base, cfg.model.name)
         with timed(t, "stage"):
-            d = cfg.data
-            staged = stage_input(pool, out / POOL_DIR, d.format, settings.fields(cfg), bool(d.drop_duplicates),
-                                 d.limit, d.rows_per_shard, src)
+            staged = run.stage(out / POOL_DIR)
             arms, k = build_arms(cfg, out, staged)
             evals = stage_evals(cfg, out)
         log.info("compare: %d arms of %d rows (%s) on %d eval rows", len(arms), k,
@@ -459,20 +442,14 @@ def run(cfg: Any) -> dict[str, Any]:
             timings_s=t,
         )
         writers.write_json(summary, out / COMPARE_JSON)
-        writers.write_json(
-            {
-                "job": "compare",
-                "config": skeleton.as_dict(cfg),
-                "input": {"path": str(pool.resolve()), "sha256": staged.sha256, "rows": staged.n_rows},
-                "model": identity,
-                "arms": [asdict(a) | {"positions": len(a.positions)} for a in arms],
-                "eval": {n: {"sha256": s.sha256, "rows": s.n_rows} for n, s in evals.items()},
-                "timings_s": t,
-                "versions": skeleton.versions(),
-            },
-            out / MANIFEST_FILE,
+        run.write_manifest(
+            staged,
+            records_dir=f"{POOL_DIR}/{RECORDS_DIR}",
+            model=identity,
+            arms=[asdict(a) | {"positions": len(a.positions)} for a in arms],
+            eval={n: {"sha256": s.sha256, "rows": s.n_rows} for n, s in evals.items()},
         )
-        write_report(out, summary, {"pool": str(pool), "model": identity["name"], "rows per arm": k,
+        write_report(out, summary, {"pool": str(run.data_path), "model": identity["name"], "rows per arm": k,
                                     "optimiser steps per arm": summary["train"]["steps"],
                                     "eval rows": summary["eval_rows"]})
     return summary

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from jobs import report, settings, skeleton, specs
 from jobs.embed import embed_staged
@@ -74,9 +73,7 @@ def last_round(out: Path) -> int:
 
 def record_errors(staged: Staged) -> pa.ChunkedArray:
     """The staged rows' error reasons, in position order (null = valid row)."""
-    return pa.concat_tables([pq.read_table(s, columns=[schema.ERROR]) for s in staged.shards]).column(
-        schema.ERROR
-    )
+    return tables.shard_columns(staged.shards, [schema.ERROR]).column(schema.ERROR)
 
 
 def valid_positions(staged: Staged, errors: pa.ChunkedArray | None = None) -> np.ndarray:

@@ -80,6 +80,18 @@ def as_config(d: dict[str, Any]) -> Any:
     return OmegaConf.create(d)
 
 
+def with_model(cfg: Any, model: Path | str) -> Any:
+    """A copy of ``cfg`` whose ``model.name`` is ``model`` (a fine-tuned model directory)."""
+    import copy
+
+    from omegaconf import open_dict
+
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.model.name = str(model)
+    return out
+
+
 def data_path(cfg: Any) -> Path:
     """The pool's input file (``data.path``), resolved."""
     return resolve_data_path(cfg.data.path)

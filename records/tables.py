@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from records import schema
+
+
+def shard_columns(shards: Iterable[str], columns: list[str]) -> pa.Table:
+    """``columns`` of every Parquet shard, concatenated in shard (= position) order."""
+    return pa.concat_tables([pq.read_table(s, columns=columns) for s in sorted(shards)])
 
 
 def validate_complete(table: pa.Table, n_rows: int) -> pa.Table:

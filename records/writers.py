@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from records import schema
+from records import schema, tables
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
@@ -74,7 +74,7 @@ def write_selected(
 
 def check_records(shards: Iterable[str], scores: pa.Table) -> None:
     """The run's record shards must hold exactly the rows (ids, positions) of its scores table."""
-    t = pa.concat_tables([pq.read_table(s, columns=[schema.ID, schema.POSITION]) for s in sorted(shards)])
+    t = tables.shard_columns(shards, [schema.ID, schema.POSITION])
     same = (
         t.num_rows == scores.num_rows
         and t.column(schema.POSITION).to_pylist() == scores.column(schema.POSITION).to_pylist()
