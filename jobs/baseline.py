@@ -23,7 +23,7 @@ from jobs.method import Method, rank_by
 from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import Result, timed
 from records import schema, shards, tables, writers
-from records.layout import MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SHARDS_DIR
+from records.layout import MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, CARD_FILE, SHARDS_DIR
 from scoring.models import content_key, model_identity
 from selection.baselines import BASELINES, baseline_subset
 from selection.budget import resolve_budget
@@ -31,7 +31,7 @@ from selection.budget import resolve_budget
 log = logging.getLogger(__name__)
 
 PASSES = ("cond", "uncond")  # the scorer's rendering (method=cherry needs both); counts come from cond
-RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, MANIFEST_FILE, REPORT_FILE, report.BASELINES_PLOT)
+RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, CARD_FILE, MANIFEST_FILE, REPORT_FILE, report.BASELINES_PLOT)
 WRITES = (RECORDS_DIR, SHARDS_DIR, *RESELECT_WRITES)
 RANK = "baseline_rank"  # pick order among the selected rows (longest: 0 = longest); -1 not selected
 
@@ -76,7 +76,7 @@ def run(cfg: Any) -> Result:
             table = tables.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
             order, table, info = select(table, check_kind(cfg.baseline), cfg.selection.budget, int(cfg.seed))
             writers.write_parquet(table, run.out / SCORES_FILE)
-            n_sel = writers.write_selected(staged.shards, order, run.out / SELECTED_FILE, table)
+            n_sel = writers.write_selected(staged.shards, order, run.out / SELECTED_FILE, table, run.out / SELECTED_TABLE)
         m = run.write_manifest(
             staged, model=identity, baseline=cfg.baseline, seed=int(cfg.seed), selection=info
         )
@@ -136,7 +136,14 @@ def write_report(
 ) -> Path:
     lengths = table.column(schema.RESPONSE_TOKENS).to_numpy(zero_copy_only=False)
     section, plot, _ = report.baseline_section(out, kind, order, lengths, ~tables.errored(table), seed)
-    return report.write_report(out, f"Winnow baseline: {kind}", summary, [plot], sections=[section])
+    rank = None
+    if RANK in table.column_names:  # -1: not selected (no rank)
+        rank = table.column(RANK).to_numpy(zero_copy_only=False).astype(np.float64)
+        rank[rank < 0] = np.nan
+    headline, examples = report.run_examples(out, table, rank, f"{kind} rank (0 = first)", descending=False)
+    return report.write_report(
+        out, f"Winnow baseline: {kind}", summary, [plot], sections=[examples, section], headline=headline
+    )
 
 
 def reselect(

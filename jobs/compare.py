@@ -271,7 +271,7 @@ def train_all(cfg: Any, staged: Staged, arms: list[Arm], base: Path, out: Path, 
 
     from jobs.pipeline import init_ray
 
-    init_ray(cfg.cluster)  # once, on this thread, before any trainer starts
+    init_ray(cfg.cluster, bool(cfg.get("verbose", False)))  # once, on this thread, before any trainer starts
     width = max(1, int(cfg.compare.parallel_arms))
     with ThreadPoolExecutor(max_workers=width) as pool:
         futures = {a.name: pool.submit(train_arm, cfg, staged, a, base, out, keys[a.name], rc) for a in arms}

@@ -34,6 +34,8 @@ from records.layout import (
     REPORT_FILE,
     SCORES_FILE,
     SELECTED_FILE,
+    SELECTED_TABLE,
+    CARD_FILE,
     SHARDS_DIR,
 )
 from records.staging import Staged, subset_rows
@@ -54,6 +56,8 @@ WRITES = (
     ROUNDS,
     SCORES_FILE,
     SELECTED_FILE,
+    SELECTED_TABLE,
+    CARD_FILE,
     MANIFEST_FILE,
     REPORT_FILE,
     RADIUS_PLOT,
@@ -235,7 +239,7 @@ def finish(
         }
     )
     writers.write_parquet(table, out / SCORES_FILE)
-    n_sel = writers.write_selected(staged.shards, np.array(subset), out / SELECTED_FILE)
+    n_sel = writers.write_selected(staged.shards, np.array(subset), out / SELECTED_FILE, table_path=out / SELECTED_TABLE)
     counts = tables.label_counts(outcome)
     manifest = run.write_manifest(
         staged,
@@ -252,12 +256,15 @@ def finish(
             out / RADIUS_PLOT,
         )
         sections, imgs = baselines(out, staged, records[-1]["round"], subset, ~has_error, int(run.cfg.seed))
+        added = np.where(added_in >= 0, added_in, np.nan).astype(np.float64)
+        headline, examples = report.run_examples(out, table, added, "round added (0 = initial)", descending=False)
         report.write_report(
             out,
             "Winnow DiverseEvol",
             {"selected": n_sel, "outcomes": counts, "rounds": manifest["rounds"]},
             [(RADIUS_PLOT, "covering radius (round's embedding space) and subset size per round"), *imgs],
-            sections=sections,
+            sections=[examples, *sections],
+            headline=headline,
         )
     return Result(out, staged.n_rows, n_sel, counts, run.timings)
 

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs import report, settings, skeleton, specs
+from jobs import dry_run, report, settings, skeleton, specs
 from jobs.method import Method, ranked_selected
 from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
-from records.layout import RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SHARDS_DIR
+from records.layout import CARD_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, SHARDS_DIR
 from records.staging import Staged
 from scoring.models import content_key, model_identity
 from selection.budget import resolve_budget
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 OUTCOME = "outcome"
 PLOTS = ("ifd_hist.png", "ifd_vs_length.png", "outcomes.png", report.BASELINES_PLOT)
-RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, "manifest.json", REPORT_FILE, *PLOTS)
+RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, CARD_FILE, "manifest.json", REPORT_FILE, *PLOTS)
 # top-level names this job writes under output_dir (records.rundir: owned by the run, nothing else touched)
 WRITES = (RECORDS_DIR, SHARDS_DIR, *RESELECT_WRITES)
 EMPTY_SELECTION = (
@@ -61,6 +61,11 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
     cfg, out, t = run.cfg, run.out, run.timings
     spec, res = specs.scorer_spec(cfg, run.model_path, run.rc), specs.scorer_resources(cfg)
     identity = model_identity(run.model_path, cfg.model.name)
+    if cfg.get("dry_run"):  # stage + tokenise + a pilot forward; the shards of an earlier run stay as they are
+        dry_run.refuse_finished(run)
+        with timed(t, "read"):
+            staged = run.stage()
+        return dry_run.finish(run, staged, spec, res)
     with timed(t, "read"):  # refuse a mismatching resume before anything in output_dir is overwritten
         shard_dir = shards.prepare(out, score_key(run, identity, spec), bool(cfg.resume))
         staged = run.stage()
@@ -71,7 +76,7 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
         table = tables.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
         table, result, info = select_ifd(tables.with_columns(table, {**derived(table), **(extra or {})}), sel)
         writers.write_parquet(table, out / SCORES_FILE)
-        n_sel = writers.write_selected(staged.shards, result.order, out / SELECTED_FILE, table)
+        n_sel = writers.write_selected(staged.shards, result.order, out / SELECTED_FILE, table, out / SELECTED_TABLE)
     m = run.write_manifest(
         staged,
         model=identity,
@@ -258,7 +263,10 @@ def write_report(
             ),
         )
     ) + [plot]
-    return report.write_report(out, "Winnow IFD selection", summary, imgs, info.get("notice"), [section])
+    headline, examples = report.run_examples(out, table, score, sel.score)
+    return report.write_report(
+        out, "Winnow IFD selection", summary, imgs, info.get("notice"), [examples, section], headline
+    )
 
 
 def reselect(

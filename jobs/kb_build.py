@@ -114,7 +114,7 @@ def embed_kb_rows(rows: pa.Table, out: Path, enc: EncoderSpec, cfg: Any) -> np.n
         path = stage / f"part-{k:05d}.parquet"
         writers.write_parquet(rows.slice(s, size).select([KB_ID, "position", QUERY]), path)
         items.append(shard_item(str(path), [KB_ID, "position", QUERY]))
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, bool(cfg.get("verbose", False)))
     parts = list(stream(items, EmbedActor, enc, specs.hf_resources(cfg), cfg, rows.num_rows, "embedded"))
     table = pa.concat_tables(parts)
     pos = table.column("position").to_numpy()

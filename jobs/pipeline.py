@@ -4,23 +4,49 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
 
+from jobs.progress import Progress
 from jobs.specs import Resources
 from records import schema
 
 log = logging.getLogger(__name__)
 
 
-def init_ray(cluster: Any) -> None:
+# Ray Data's console lines that are bookkeeping, not problems (shown with verbose=true)
+_RAY_DATA_CHATTER = ("Progress bars disabled", "Starting execution", "Execution plan", "Registered dataset logger")
+
+
+class _Chatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_RAY_DATA_CHATTER)
+
+
+def quiet_ray() -> None:
+    """Default verbosity: Ray's C++ bookkeeping lines kept off the terminal (``jobs.quiet``; its files
+    keep everything), Ray Data's console shows warnings, minus its bookkeeping lines."""
+    from jobs.quiet import filter_stderr
+
+    filter_stderr()
+    import ray.data  # noqa: F401 - configures Ray Data's logging; adjusted below
+
+    for h in logging.getLogger("ray.data").handlers:
+        if not h.__class__.__name__.endswith("FileHandler"):
+            h.setLevel(logging.WARNING)
+            if not any(isinstance(f, _Chatter) for f in h.filters):
+                h.addFilter(_Chatter())
+
+
+def init_ray(cluster: Any, verbose: bool = False) -> None:
     """Start Ray in-process (``address: local``) or connect to a running cluster (``auto``/URL)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token for local runs
+    if not verbose:
+        quiet_ray()
     if not ray.is_initialized():
         if cluster.address == "local":
             cpus = cluster.num_cpus or os.cpu_count() or 1
@@ -32,7 +58,7 @@ def init_ray(cluster: Any) -> None:
                 configure_logging=False,
             )
         else:
-            ray.init(address=cluster.address)
+            ray.init(address=cluster.address, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
@@ -101,7 +127,7 @@ def run_stage(
         log.info("resuming: %d of %d shards already done in %s", len(done), len(items), shard_dir)
     collector = shards.ShardCollector(shard_dir, bounds, todo, emb_dir)
     if todo:
-        init_ray(cfg.cluster)
+        init_ray(cfg.cluster, bool(cfg.get("verbose", False)))
         n_todo = sum(bounds[k][1] for k in todo)
         for batch in stream([items[k] for k in todo], actor_cls, spec, resources, cfg, n_todo, label):
             collector.add(batch)
@@ -134,8 +160,15 @@ def stream(
     # one block per shard: the shard list is the deterministic partitioning of the input
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # reading a shard is light I/O: it must never wait for CPUs the actors hold (deadlock on a node
-    # whose CPUs all go to actors, e.g. one 2-thread actor on a 2-CPU head)
-    ds = ds.map_batches(read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0)
+    # whose CPUs all go to actors, e.g. one 2-thread actor on a 2-CPU head); capped so that a few shards
+    # are read ahead of the actors instead of one worker process per shard
+    ds = ds.map_batches(
+        read_shards,
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=0,
+        compute=ray.data.TaskPoolStrategy(size=2 * actors),
+    )
     # batch_size=None: one actor call per block, i.e. per shard. A row's batch companions then depend
     # only on its shard, never on arrival order, so scores are bit-identical run after run.
     renderers = actors if resources.render_actors < 0 else resources.render_actors
@@ -161,19 +194,10 @@ def stream(
         num_gpus=gpus,
         batch_format="numpy",
     )  # Ray Data restarts dead actors and retries their tasks by default
-    done, t0, last = 0, time.time(), time.time()
-    for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-        done += batch.num_rows
-        yield batch
-        if time.time() - last >= float(cfg.log_every_s) or done == n_rows:
-            rate = done / max(time.time() - t0, 1e-9)
-            log.info(
-                "%s %d/%d rows (%.1f%%, %.2f rows/s, eta %.0f s)",
-                label,
-                done,
-                n_rows,
-                100 * done / max(n_rows, 1),
-                rate,
-                (n_rows - done) / max(rate, 1e-9),
-            )
-            last = time.time()
+    progress = Progress(label, n_rows, float(cfg.log_every_s))
+    try:
+        for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield batch  # committed by the caller before it counts
+            progress.update(batch.num_rows)
+    finally:
+        progress.close()

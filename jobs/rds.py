@@ -31,6 +31,8 @@ from records.layout import (
     REPORT_FILE,
     SCORES_FILE,
     SELECTED_FILE,
+    SELECTED_TABLE,
+    CARD_FILE,
     SHARDS_DIR,
 )
 from records.staging import Staged, inspect_input, stage_input
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 
 TARGET_DIR = "target"
 PLOTS = ("rds_hist.png", "outcomes.png", report.BASELINES_PLOT)
-RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, MANIFEST_FILE, REPORT_FILE, *PLOTS)
+RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, CARD_FILE, MANIFEST_FILE, REPORT_FILE, *PLOTS)
 WRITES = (RECORDS_DIR, SHARDS_DIR, EMBEDDINGS_DIR, TARGET_DIR, *RESELECT_WRITES)
 
 
@@ -114,7 +116,7 @@ def run(cfg: Any) -> Result:
                 ptable, P, T, cfg.selection.budget, str(cfg.rds.aggregate), dedup.params(cfg)
             )
             writers.write_parquet(table, run.out / SCORES_FILE)
-            n_sel = writers.write_selected(staged.shards, order, run.out / SELECTED_FILE, table)
+            n_sel = writers.write_selected(staged.shards, order, run.out / SELECTED_FILE, table, run.out / SELECTED_TABLE)
         m = run.write_manifest(
             staged,
             model=model_identity(run.model_path, cfg.model.name),
@@ -239,7 +241,10 @@ def write_report(
         (PLOTS[1], "rows by outcome"),
         plot,
     ]
-    return report.write_report(out, "Winnow RDS+ selection", summary, imgs, sections=[section])
+    headline, examples = report.run_examples(out, table, score, "best cosine to a target")
+    return report.write_report(
+        out, "Winnow RDS+ selection", summary, imgs, sections=[examples, section], headline=headline
+    )
 
 
 def reselect(

@@ -32,6 +32,8 @@ from records.layout import (
     REPORT_FILE,
     SCORES_FILE,
     SELECTED_FILE,
+    SELECTED_TABLE,
+    CARD_FILE,
     SHARDS_DIR,
 )
 from records.staging import Staged
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 RETRIEVAL_DIR = "retrieval"
 PASSES = ("cond", "uncond", "know")
 PLOTS = ("rpe_vs_ifd.png", "rpe_hist.png", "cluster_mix.png", "outcomes.png", report.BASELINES_PLOT)
-RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, MANIFEST_FILE, REPORT_FILE, *PLOTS)
+RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, CARD_FILE, MANIFEST_FILE, REPORT_FILE, *PLOTS)
 WRITES = (RECORDS_DIR, SHARDS_DIR, RETRIEVAL_DIR, EMBEDDINGS_DIR, *RESELECT_WRITES)
 
 
@@ -113,7 +115,7 @@ def run(cfg: Any) -> Result:
                 table, emb, cfg.selection.budget, params(cfg), dedup.params(cfg)
             )
             writers.write_parquet(table, run.out / SCORES_FILE)
-            n_sel = writers.write_selected(staged.shards, result.order, run.out / SELECTED_FILE, table)
+            n_sel = writers.write_selected(staged.shards, result.order, run.out / SELECTED_FILE, table, run.out / SELECTED_TABLE)
         m = run.write_manifest(
             staged, **manifest_fields(run, staged, identity, kbm, kb_dir, spec, rspec, info, reused)
         )
@@ -359,13 +361,19 @@ def write_report(
         emb.astype(np.float32),
         result.cluster,
     )
+    fused = np.where(result.fused_rank >= 0, result.fused_rank, np.nan).astype(np.float64)
+    headline, examples = report.examples_html(
+        report.run_shards(out), result.outcome, table.column(schema.ERROR).to_pylist(), fused,
+        "fused rank (0 = best)", descending=False,
+    )
     return report.write_report(
         out,
         "Winnow RECOST selection",
         {**summary, "selection_info": info},
         imgs + [plot],
         info.get("notice"),
-        [section],
+        [examples, section],
+        headline,
     )
 
 

@@ -122,6 +122,31 @@ def _cell(v: Any) -> str:
     return json.dumps(v, default=str, indent=1) if isinstance(v, (dict, list)) else str(v)
 
 
+def data_uri(path: Path) -> str:
+    """A PNG as a ``data:`` URI: the page carries its images, so it stays whole when copied alone."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}th{text-align:left;"
+    "vertical-align:top;padding-right:1em}pre{margin:0}pre.row{white-space:pre-wrap;max-width:34em;"
+    "font-size:90%}figure{display:inline-block;margin:.5em}img{max-width:100%}"
+    "table.arms{border-collapse:collapse}table.arms td,table.arms th{border:1px solid #ccc;padding:.2em .5em;"
+    "vertical-align:top}.headline{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}.headline div{border:1px "
+    "solid #ccc;border-radius:6px;padding:.5em 1em}.headline b{display:block;font-size:160%}"
+)
+
+
+def headline_html(figures: dict[str, Any]) -> str:
+    """The numbers a reader wants first, as large tiles."""
+    tiles = "".join(
+        f"<div><b>{html.escape(_fmt(v))}</b>{html.escape(k)}</div>" for k, v in figures.items() if v is not None
+    )
+    return f"<div class='headline'>{tiles}</div>"
+
+
 def write_report(
     out: Path,
     title: str,
@@ -129,9 +154,11 @@ def write_report(
     images: list[tuple[str, str]],
     notice: str | None = None,
     sections: list[str] | tuple[str, ...] = (),
+    headline: str = "",
 ) -> Path:
-    """A self-contained HTML page linking the PNGs next to it; ``notice`` is shown first, in red;
-    ``sections`` (HTML fragments built here, text escaped) follow the summary table."""
+    """One self-contained HTML page (the PNGs written beside it are embedded too): ``notice`` first, in
+    red, then the ``headline``, the ``sections`` (HTML fragments built here, text escaped), the plots, and
+    the run's details last."""
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(_cell(v))}</pre></td></tr>"
         for k, v in summary.items()
@@ -145,23 +172,131 @@ def write_report(
         else ""
     )
     figs = "".join(
-        f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(c)}</figcaption></figure>'
+        f'<figure><img src="{data_uri(out / f)}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}'
+        "</figcaption></figure>"
         for f, c in images
     )
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}th{text-align:left;"
-        "vertical-align:top;padding-right:1em}pre{margin:0}pre.row{white-space:pre-wrap;max-width:28em}figure{display:inline-block;margin:.5em}"
-        "table.arms{border-collapse:collapse}table.arms td,table.arms th{border:1px solid #ccc;padding:.2em .5em}"
-        "</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>{warn}<table>{rows}</table>{''.join(sections)}{figs}"
-        "</body></html>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{warn}{headline}"
+        f"{''.join(sections)}<h2>Plots</h2>{figs}<h2>Run details</h2><table>{rows}</table></body></html>"
     )
     path = out / REPORT
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+# ---- example rows: what was kept, what just missed, what each drop reason looks like ----
+
+
+def run_shards(out: Path) -> list[str]:
+    """The run's staged record shards (a run directory is self-contained)."""
+    return sorted(str(p) for p in (out / "records").glob("part-*.parquet"))
+
+
+def run_examples(out: Path, table: Any, score: np.ndarray | None, score_name: str, descending: bool = True
+                 ) -> tuple[str, str]:
+    """:func:`examples_html` for a finished run's scores table (``outcome`` and ``error`` columns)."""
+    outcome = np.asarray(table.column("outcome").to_pylist(), dtype=object)
+    return examples_html(run_shards(out), outcome, table.column("error").to_pylist(), score, score_name, descending)
+
+
+def _texts(shards: list[str], positions: np.ndarray) -> dict[int, dict[str, Any]]:
+    from records import schema
+    from records.staging import read_positions
+
+    cols = [schema.INSTRUCTION, schema.INPUT, schema.OUTPUT, schema.ERROR, schema.RAW]
+    t = read_positions(shards, positions, cols)
+    return {r[schema.POSITION]: r for r in t.to_pylist()}
+
+
+def _rows_table(rows: list[int], texts: dict[int, dict[str, Any]], score: np.ndarray | None,
+                score_name: str, reason: np.ndarray | None = None) -> str:
+    head = "<th>row</th>" + (f"<th>{html.escape(score_name)}</th>" if score is not None else "")
+    head += "<th>reason</th>" if reason is not None else ""
+    head += "<th>instruction (+ input)</th><th>response</th>"
+    body = []
+    for p in rows:
+        r = texts.get(int(p), {})
+        prompt = (r.get("instruction") or "") + (("\n\n" + r["input"]) if r.get("input") else "")
+        if not r.get("instruction") and not r.get("output"):
+            prompt = r.get("raw") or ""  # unparseable rows: show what the input held
+        cells = f"<td>#{int(p)}</td>"
+        cells += f"<td>{html.escape(_fmt(float(score[p])))}</td>" if score is not None else ""
+        cells += f"<td>{html.escape(str(reason[p]))}</td>" if reason is not None else ""
+        cells += f"<td>{fold(prompt)}</td><td>{fold(r.get('output') or '')}</td>"
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table class='arms'><tr>{head}</tr>{''.join(body)}</table>"
+
+
+BUDGET_OUTCOMES = ("below_budget", "not_selected")  # outcome labels of rows left out by the budget alone
+
+
+def ranked(rows: np.ndarray, score: np.ndarray | None, descending: bool) -> np.ndarray:
+    """``rows`` best first by ``score`` (ties and no score: input order); non-finite scores last."""
+    if score is None or not len(rows):
+        return rows
+    s = np.asarray(score, dtype=np.float64)[rows]
+    key = np.where(np.isfinite(s), -s if descending else s, np.inf)
+    return rows[np.lexsort((rows, key))]
+
+
+def examples_html(
+    shards: list[str],
+    outcome: np.ndarray,
+    error: np.ndarray,
+    score: np.ndarray | None = None,
+    score_name: str = "score",
+    descending: bool = True,
+    n: int = 8,
+    per_reason: int = 3,
+) -> tuple[str, str]:
+    """(headline tiles, example tables): the top selected rows, the rows just below the cut (the best
+    ranked rows not selected), and up to ``per_reason`` rows for every drop reason, with their scores."""
+    outcome = np.asarray(outcome).astype(str)
+    error = np.array(["" if e is None else str(e) for e in error], dtype=object)
+    reason = np.where(error != "", error, outcome)
+    selected = np.flatnonzero(outcome == "selected")
+    top = ranked(selected, score, descending)[:n]
+    # just below the cut: the best-ranked rows the budget left out (rows a filter dropped are shown under
+    # their reason); a method without a budget label: every valid row not selected
+    budget = np.isin(outcome, BUDGET_OUTCOMES)
+    pool = budget if budget.any() else (outcome != "selected") & (error == "")
+    below = ranked(np.flatnonzero(pool), score, descending)[:n]
+    if score is not None:  # "just below the cut" = rows the score would have taken next
+        ok = np.isfinite(np.asarray(score, dtype=np.float64)[below])
+        below = below[ok]
+    kinds = sorted({r for r in reason.tolist() if r != "selected"}, key=lambda r: -int(np.sum(reason == r)))
+    by_reason = {k: np.flatnonzero(reason == k)[:per_reason] for k in kinds}
+    want = np.unique(np.concatenate([top, below, *by_reason.values()]).astype(np.int64))
+    texts = _texts(shards, want)
+    n_rows, n_valid = len(outcome), int(np.sum(error == ""))
+    headline = headline_html({
+        "rows in": n_rows,
+        "valid rows": n_valid,
+        "selected": len(selected),
+        "selected share": f"{100 * len(selected) / max(n_rows, 1):.2f}%",
+        **({f"median {score_name} (selected)": float(np.nanmedian(np.asarray(score, float)[selected]))}
+           if score is not None and len(selected) else {}),
+    })
+    parts = [
+        f"<h2>Top selected rows</h2><p>The {len(top)} best-ranked of the {len(selected)} selected rows"
+        + (f" by {html.escape(score_name)}" if score is not None else "") + ".</p>",
+        _rows_table(top.tolist(), texts, score, score_name),
+    ]
+    if len(below):
+        parts += [
+            "<h2>Just below the cut</h2><p>The best-ranked rows the budget left out (rows a filter dropped "
+            "are listed under their reason below).</p>",
+            _rows_table(below.tolist(), texts, score, score_name, reason),
+        ]
+    counts = "".join(f"<li>{html.escape(k)}: {int(np.sum(reason == k))} rows</li>" for k in kinds)
+    parts.append(f"<h2>Why rows were not selected</h2><ul>{counts or '<li>every row was selected</li>'}</ul>")
+    for k, rows in by_reason.items():
+        parts += [f"<h3>{html.escape(k)}</h3>", _rows_table(rows.tolist(), texts, score, score_name, reason)]
+    return headline, "".join(parts)
 
 
 # ---- the baselines beside every selection (selection.baselines) ----

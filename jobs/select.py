@@ -18,9 +18,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from jobs import registry
+from jobs import card, registry
 from records import rundir, writers
-from records.layout import MANIFEST_FILE, RECORDS_DIR, SELECTED_FILE
+from records.layout import CARD_FILE, MANIFEST_FILE, RECORDS_DIR, SELECTED_FILE, SELECTED_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def run(cfg: Any) -> dict[str, Any]:
             writers.link_tree(run_dir / name, out / name)
         t0 = time.time()
         order, info, table = method.reselect(cfg, table, prev, out)
-        n = writers.write_selected(records_shards(out), order, out / SELECTED_FILE, table)
+        n = writers.write_selected(records_shards(out), order, out / SELECTED_FILE, table, out / SELECTED_TABLE)
         summary = {
             "source_scores": str(scores.resolve()),
             **info,
@@ -75,6 +75,8 @@ def run(cfg: Any) -> dict[str, Any]:
             {**prev, "records_dir": RECORDS_DIR, "selection": info, "reselection": summary},
             out / MANIFEST_FILE,
         )
+        if CARD_FILE in method.reselect_writes:
+            card.write_card(out, {**prev, "selection": info})
     log.info("selected %d of %d rows -> %s", n, table.num_rows, out / SELECTED_FILE)
     return summary
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from jobs import settings
+from jobs import card, settings
 from records import rundir, writers
-from records.layout import MANIFEST_FILE, RECORDS_DIR
+from records.layout import CARD_FILE, MANIFEST_FILE, RECORDS_DIR
 from records.staging import InputInfo, Staged, inspect_input, stage_input
 from scoring.models import resolve_model
 from scoring.passes import RenderConfig
@@ -81,6 +81,7 @@ class PoolRun:
     model_path: Path
     rc: RenderConfig
     timings: dict[str, float]
+    writes: tuple[str, ...] = ()
 
     def with_model(self, cfg: Any, model_path: Path) -> "PoolRun":
         """The same run scored with another model (Cherry's pre-experienced one)."""
@@ -133,6 +134,8 @@ class PoolRun:
     def write_manifest(self, staged: Staged, **extra: Any) -> dict[str, Any]:
         m = self.manifest(staged, **extra)
         writers.write_json(m, self.out / MANIFEST_FILE)
+        if CARD_FILE in self.writes:
+            card.write_card(self.out, m)
         return m
 
 
@@ -159,4 +162,4 @@ def pool_run(
     with timed(timings, "inspect"):  # a missing, damaged or empty input fails before any directory exists
         src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
     with rundir.claim(cfg.output_dir, job, writes, inputs) as claimed:
-        yield PoolRun(cfg, job, claimed.path, data_path, src, model_path, rc, timings)
+        yield PoolRun(cfg, job, claimed.path, data_path, src, model_path, rc, timings, writes)

@@ -106,7 +106,7 @@ def fine_tune(
     from jobs.pipeline import init_ray
     from jobs.settings import device
 
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, bool(cfg.get("verbose", False)))
     use_gpu = device(cfg) == "cuda"
     t = cfg.train
     workers = int(t.num_workers) if t.num_workers != "auto" else _auto_workers(use_gpu)

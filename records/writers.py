@@ -28,6 +28,12 @@ def write_json(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def save_npy(a: np.ndarray, path: Path) -> None:
     """Write a ``.npy`` file via a temporary name + rename (like the other writers here)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -37,11 +43,16 @@ def save_npy(a: np.ndarray, path: Path) -> None:
 
 
 def write_selected(
-    shards: Iterable[str], positions: np.ndarray, path: Path, scores: pa.Table | None = None
+    shards: Iterable[str],
+    positions: np.ndarray,
+    path: Path,
+    scores: pa.Table | None = None,
+    table_path: Path | None = None,
 ) -> int:
     """Write the raw input records at ``positions`` in input order, one per line; returns the count.
     With ``scores`` (position-sorted), each written record's id must be the id the scores hold for that
-    position, and exactly the selected rows must be written: anything else is a loud error."""
+    position, and exactly the selected rows must be written: anything else is a loud error.
+    ``table_path``: the same rows as Parquet too (:func:`write_selected_table`)."""
     positions = np.sort(np.asarray(positions, dtype=np.int64))
     want_ids = None if scores is None else np.asarray(scores.column(schema.ID).to_pylist(), dtype=object)
     n = 0
@@ -69,7 +80,32 @@ def write_selected(
             f"{len(positions)} rows were selected but {n} records were found; refusing to write {path.name}"
         )
     os.replace(tmp, path)
+    if table_path is not None:
+        write_selected_table(shards, positions, table_path, scores)
     return n
+
+
+def selected_table(shards: Iterable[str], positions: np.ndarray, scores: pa.Table | None = None) -> pa.Table:
+    """The rows at ``positions`` in input order: the normalised record columns, then every column of
+    ``scores`` (position-sorted, one row per input row) that is not a record column."""
+    from records.staging import read_positions
+
+    positions = np.sort(np.asarray(positions, dtype=np.int64))
+    cols = [c for c in schema.RECORD_COLUMNS if c != schema.ERROR]
+    t = read_positions(list(shards), positions, cols).select(cols)
+    if scores is not None:
+        at = pa.array(positions)
+        for name in scores.column_names:
+            if name not in schema.RECORD_COLUMNS:
+                t = t.append_column(name, scores.column(name).take(at))
+    return t
+
+
+def write_selected_table(
+    shards: Iterable[str], positions: np.ndarray, path: Path, scores: pa.Table | None = None
+) -> None:
+    """``selected.parquet``: :func:`selected_table`, loadable with ``datasets.load_dataset("parquet", ...)``."""
+    write_parquet(selected_table(shards, positions, scores), path)
 
 
 def check_records(shards: Iterable[str], scores: pa.Table) -> None:
