@@ -18,7 +18,8 @@ from jobs import settings, skeleton, specs
 from jobs.pipeline import init_ray, shard_item, stream
 from jobs.skeleton import timed
 from records import rundir, tables, writers
-from records.readers import FORMATS, detect_format
+from records import sources
+from records.readers import FORMATS
 from records.shards import emb_matrix
 from records.staging import scan, shard_size
 from retrieval import artifact
@@ -48,7 +49,7 @@ def run(cfg: Any) -> dict[str, Any]:
     src = settings.resolve_data_path(cfg.kb.path)
     if not src.exists():
         raise FileNotFoundError(f"KB file not found: {src}")
-    fmt = detect_format(src) if cfg.kb.format == "auto" else cfg.kb.format
+    fmt = cfg.kb.format if src.is_dir() else sources.parts(src, cfg.kb.format)[0].format
     n_records, digest = scan(src, fmt)
     if n_records == 0:
         raise ValueError(f"no records in KB file {src}: nothing to index")

@@ -167,7 +167,7 @@ def stream(
         batch_size=1,
         batch_format="pyarrow",
         num_cpus=0,
-        compute=ray.data.TaskPoolStrategy(size=2 * actors),
+        compute=ray.data.TaskPoolStrategy(size=max(1, min(2 * actors, len(items)))),
     )
     # batch_size=None: one actor call per block, i.e. per shard. A row's batch companions then depend
     # only on its shard, never on arrival order, so scores are bit-identical run after run.

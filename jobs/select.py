@@ -53,11 +53,11 @@ def run(cfg: Any) -> dict[str, Any]:
         raise ValueError(f"runs of {method.name} are not re-selected by jobs.select: rerun the job itself")
     table = pq.read_table(scores)
     writers.check_records(records_shards(run_dir), table)
-    out = Path(cfg.output_dir).expanduser() if cfg.output_dir else run_dir
+    out = rundir.local_path(cfg.output_dir) if cfg.output_dir else run_dir
     in_place = out.resolve() == run_dir.resolve()
     linked = () if in_place else method.linked
     with rundir.claim(
-        out, "select", (*method.reselect_writes, *linked), [] if in_place else [scores, run_dir]
+        cfg.output_dir if cfg.output_dir and not in_place else out, "select", (*method.reselect_writes, *linked), [] if in_place else [scores, run_dir]
     ):
         for name in linked:
             writers.link_tree(run_dir / name, out / name)

@@ -65,7 +65,12 @@ def variant_value(cfg: Any, key: str, section: str = "method") -> Any:
 
 
 def resolve_data_path(path: str) -> Path:
-    """Relative paths resolve against the working directory first, then the project root."""
+    """Relative paths resolve against the working directory first, then the project root; a URL
+    (``s3://...``) is fetched into the local cache (``records.remote.fetch``)."""
+    from records import remote
+
+    if remote.is_url(path):
+        return remote.fetch(str(path))
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p

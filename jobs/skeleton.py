@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from jobs import card, settings
-from records import rundir, writers
+from records import remote, rundir, writers
 from records.layout import CARD_FILE, MANIFEST_FILE, RECORDS_DIR
 from records.staging import InputInfo, Staged, inspect_input, stage_input
 from scoring.models import resolve_model
@@ -120,6 +120,7 @@ class PoolRun:
             "config": as_dict(self.cfg),
             "input": {
                 "path": str(self.data_path.resolve()),
+                **({"url": str(self.cfg.data.path)} if remote.is_url(self.cfg.data.path) else {}),
                 "sha256": staged.sha256,
                 "format": staged.format,
                 "rows": staged.n_rows,
@@ -158,7 +159,7 @@ def pool_run(
     settings.check_chat_template(rc, model_path, bool(cfg.model.trust_remote_code))
     data_path = settings.data_path(cfg)
     inputs = [data_path, *inputs]
-    rundir.check_inputs(Path(cfg.output_dir), writes, inputs)  # before the input is even read
+    rundir.check_inputs(str(cfg.output_dir), writes, inputs)  # before the input is even read
     with timed(timings, "inspect"):  # a missing, damaged or empty input fails before any directory exists
         src = inspect_input(data_path, cfg.data.format, cfg.data.limit, cfg.data.rows_per_shard)
     with rundir.claim(cfg.output_dir, job, writes, inputs) as claimed:

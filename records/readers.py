@@ -26,7 +26,7 @@ from records import schema
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "json", "jsonl", "parquet")
+FORMATS = ("auto", "json", "jsonl", "parquet", "arrow")
 _USER = {"user", "human"}
 _ASSISTANT = {"assistant", "gpt", "chatgpt", "bard", "bing", "model"}
 
@@ -59,6 +59,8 @@ def detect_format(path: Path) -> str:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".parquet"):
         return "parquet"
+    if name.endswith(".arrow"):
+        return "arrow"
     if name.endswith(".jsonl") or name.endswith(".ndjson"):
         return "jsonl"
     with reading(path), open_input(path) as f:
@@ -95,7 +97,7 @@ def reading(path: Path) -> Iterator[None]:
 
 def iter_raw(path: Path, fmt: str) -> Iterator[Row]:
     """Yield one :class:`Row` per physical record, with the parsed object or a parse error."""
-    readers = {"jsonl": _iter_jsonl, "json": _iter_json_array, "parquet": _iter_parquet}
+    readers = {"jsonl": _iter_jsonl, "json": _iter_json_array, "parquet": _iter_parquet, "arrow": _iter_arrow}
     if fmt not in readers:
         raise ValueError(f"unknown data.format {fmt!r}; choose one of {', '.join(FORMATS)}")
     with reading(path):
@@ -221,6 +223,28 @@ def _iter_parquet(path: Path) -> Iterator[Row]:
 
     pos = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for rec in batch.to_pylist():
+            yield Row(pos, to_json_line(rec), rec)
+            pos += 1
+
+
+def arrow_batches(path: Path) -> Iterator[Any]:
+    """Record batches of an Arrow IPC file: the stream format ``datasets`` writes, or the file format."""
+    import pyarrow as pa
+
+    try:
+        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
+    except pa.ArrowInvalid:
+        f = pa.ipc.open_file(pa.memory_map(str(path)))
+        for i in range(f.num_record_batches):
+            yield f.get_batch(i)
+        return
+    yield from reader
+
+
+def _iter_arrow(path: Path) -> Iterator[Row]:
+    pos = 0
+    for batch in arrow_batches(path):
         for rec in batch.to_pylist():
             yield Row(pos, to_json_line(rec), rec)
             pos += 1

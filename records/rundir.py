@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from records import remote
+
 log = logging.getLogger(__name__)
 
 MARK = ".winnow-run.json"
@@ -42,6 +44,7 @@ class RunDir:
     path: Path
     job: str
     owned: list[str] = field(default_factory=list)
+    mirror: "remote.Mirror | None" = None  # output_dir was a URL: path is its local mirror
 
     def __enter__(self) -> "RunDir":
         return self
@@ -56,6 +59,11 @@ class RunDir:
             return
         held[1] -= 1
         if held[1] == 0:
+            if self.mirror is not None:  # before the lock goes: the remote gets the finished (or partial) run
+                try:
+                    self.mirror.push()
+                finally:
+                    remote.deactivate(self.mirror)
             if held[2] is not None:
                 logging.getLogger().removeHandler(held[2])
                 held[2].close()
@@ -67,9 +75,16 @@ def _under(p: Path, target: Path) -> bool:
     return p == target or target in p.parents
 
 
-def check_inputs(out: Path, writes: Iterable[str], inputs: Iterable[Path | str | None]) -> None:
+def local_path(out: Path | str) -> Path:
+    """Where a job works for ``output_dir``: the directory itself, or a URL's local mirror."""
+    if remote.is_url(out):
+        return remote.mirror_for(str(out)).local
+    return Path(out).expanduser()
+
+
+def check_inputs(out: Path | str, writes: Iterable[str], inputs: Iterable[Path | str | None]) -> None:
     """Refuse an input that is (or lies inside) anything the job writes or stages under ``out``."""
-    base = out.expanduser().resolve()
+    base = local_path(out).resolve()
     targets = [base / w for w in (*writes, MARK, LOCK, LOG_FILE)]
     for raw in inputs:
         if raw is None or str(raw) == "":
@@ -176,20 +191,31 @@ def claim(
     inputs: Iterable[Path | str | None] = (),
     log_file: bool = True,
 ) -> RunDir:
-    """Check, create, lock and mark ``out`` for ``job``, which will write the top-level ``writes``."""
-    out = Path(out).expanduser()
+    """Check, create, lock and mark ``out`` for ``job``, which will write the top-level ``writes``.
+    A URL (``s3://...``) is claimed through its local mirror (``records.remote``)."""
+    url = str(out) if remote.is_url(out) else None
+    out = local_path(out)
     writes = [*writes, LOG_FILE] if log_file else list(writes)
     check_inputs(out, writes, inputs)
     key = str(out.resolve())
     if key in _HELD:  # re-entrant: a job running another job into the directory it holds
         _HELD[key][1] += 1
         return RunDir(out, job, _own(out, job, writes))
+    mirror = None
+    if url is not None:
+        mirror = remote.mirror_for(url)
+        mirror.check_owner()  # a user's objects: refused before anything is read or written
+        out.mkdir(parents=True, exist_ok=True)
     _prepare_dir(out)
     fd = _lock(out)
     try:
+        if mirror is not None:
+            mirror.pull()  # under the lock: the remote run's committed shards, for resume
         owned = _own(out, job, writes)
     except BaseException:
         os.close(fd)
         raise
     _HELD[key] = [fd, 1, _log_handler(out) if log_file else None]
-    return RunDir(out, job, owned)
+    if mirror is not None:
+        remote.activate(mirror)
+    return RunDir(out, job, owned, mirror)

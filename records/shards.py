@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from records import schema
+from records import remote, schema
 from records.layout import SHARDS_DIR
 from records.writers import save_npy, write_json, write_parquet
 
@@ -52,6 +52,7 @@ def prepare(out: Path, parts: dict[str, Any], resume: bool, name: str = SHARDS_D
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     write_json({"key": key, "parts": parts}, run_file)
+    remote.reset(d)  # a mirrored run: the remote's stale shards go before the new key is up
     return d
 
 
@@ -71,6 +72,10 @@ def write_shard(d: Path, k: int, table: pa.Table, emb_dir: Path | None = None) -
         table = table.drop_columns([schema.EMB])
     write_parquet(table, d / f"part-{k:05d}.parquet")
     write_json({"rows": table.num_rows}, d / f"part-{k:05d}.done")
+    committed = [d / f"part-{k:05d}.parquet", d / f"part-{k:05d}.done"]
+    if emb_dir is not None and (emb_dir / f"part-{k:05d}.npy").exists():
+        committed.insert(0, emb_dir / f"part-{k:05d}.npy")
+    remote.committed(committed)  # a mirrored run: uploaded now, data before its .done
 
 
 def emb_matrix(col: pa.ChunkedArray) -> np.ndarray:

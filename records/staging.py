@@ -14,18 +14,20 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from records.layout import RECORDS_DIR
+from records import sources
 from records.readers import (
     BOM,
+    arrow_batches,
     Fields,
     Row,
     content_hash,
-    detect_format,
     json_array_elements,
     iter_raw,
     normalise,
@@ -65,6 +67,19 @@ class Staged:
 
 
 def scan(path: Path, fmt: str) -> tuple[int, str]:
+    """(record count, sha256): of the file's bytes, or for a directory of the parts' names and digests
+    in reading order (:mod:`records.sources`)."""
+    if path.is_dir():
+        h, total = hashlib.sha256(), 0
+        for part in sources.parts(path, fmt):
+            n, digest = scan_file(part.path, part.format)
+            h.update(f"{part.path.relative_to(path).as_posix()}\0{digest}\n".encode())
+            total += n
+        return total, h.hexdigest()
+    return scan_file(path, fmt)
+
+
+def scan_file(path: Path, fmt: str) -> tuple[int, str]:
     """(record count, sha256 of the file bytes): the bytes are hashed in one streaming pass, then the
     records are counted by the readers' own rule without parsing them."""
     h = hashlib.sha256()
@@ -82,6 +97,8 @@ def scan(path: Path, fmt: str) -> tuple[int, str]:
                 )
         elif fmt == "json":  # split into elements, not parsed
             lines = sum(1 for _ in json_array_elements(path))
+        elif fmt == "arrow":
+            lines = sum(b.num_rows for b in arrow_batches(path))
         else:
             raise ValueError(f"unknown data.format {fmt!r}")
     return lines, h.hexdigest()
@@ -122,12 +139,27 @@ def inspect_input(
         raise FileNotFoundError(f"input file not found: {path}")
     if limit is not None and limit <= 0:
         raise ValueError(f"data.limit must be a positive row count (or null for all rows), got {limit}")
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    n_total, digest = scan(path, fmt)
+    ps = sources.parts(path, fmt)
+    n_total, digest = scan(path, fmt if path.is_dir() else ps[0].format)
     n_rows = min(n_total, limit) if limit else n_total
     if n_rows == 0:
         raise ValueError(f"no records in {path}: nothing to score")
-    return InputInfo(fmt, n_rows, digest, rows_per_shard or shard_size(n_rows))
+    return InputInfo(sources.describe(path, ps), n_rows, digest, rows_per_shard or shard_size(n_rows))
+
+
+def iter_input(path: Path, fmt: str) -> Iterator[Row]:
+    """Every record of a file, or of a directory's parts in order, positions numbered across parts."""
+    if not path.is_dir():
+        yield from iter_raw(path, fmt)
+        return
+    offset = 0
+    for part in sources.parts(path, fmt):
+        n = 0
+        for row in iter_raw(part.path, part.format):
+            row.position += offset
+            n += 1
+            yield row
+        offset += n
 
 
 def stage_input(
@@ -142,15 +174,16 @@ def stage_input(
 ) -> Staged:
     """Parse ``path`` into shards under ``out_dir/records``; every input record becomes one row."""
     info = info or inspect_input(path, fmt, limit, rows_per_shard)
-    fmt, digest, size = info.format, info.sha256, info.rows_per_shard
+    digest, size = info.sha256, info.rows_per_shard
+    read_fmt = fmt if path.is_dir() else info.format  # a directory's parts are detected one by one
     rec_dir = out_dir / RECORDS_DIR
     shutil.rmtree(rec_dir, ignore_errors=True)  # never mix shards of an earlier input
     rec_dir.mkdir(parents=True, exist_ok=True)
-    staged = Staged([], 0, digest, fmt, rows_per_shard=size)
+    staged = Staged([], 0, digest, info.format, rows_per_shard=size)
     seen: dict[str, int] = {}
     buf: list[Row] = []
     ids: list[str] = []
-    for row in iter_raw(path, fmt):
+    for row in iter_input(path, read_fmt):
         if limit and row.position >= limit:
             break
         row = normalise(row, Fields() if fields is None else fields)
@@ -170,7 +203,7 @@ def stage_input(
     if buf:
         _flush(staged, rec_dir, buf, ids)
     staged.n_rows = sum(staged.errors.values())
-    log.info("staged %d rows (%s) into %d shards of <= %d rows", staged.n_rows, fmt, len(staged.shards), size)
+    log.info("staged %d rows (%s) into %d shards of <= %d rows", staged.n_rows, info.format, len(staged.shards), size)
     return staged
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from records.readers import Fields, Row, content_hash, iter_raw, normalise
+from records.readers import Fields, Row, content_hash, normalise
+from records.staging import iter_input
 from records import schema
 
 KB_ID = "kb_id"
@@ -80,7 +81,7 @@ def read_kb(path: Path, fmt: str, fields: Fields, text_field: str = "text",
 
 
 def _rows(path: Path, fmt: str, limit: int | None) -> Iterator[Row]:
-    for row in iter_raw(path, fmt):
+    for row in iter_input(path, fmt):
         if limit and row.position >= limit:
             return
         yield row
