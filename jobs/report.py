@@ -172,8 +172,8 @@ def write_report(
         else ""
     )
     figs = "".join(
-        f'<figure><img src="{data_uri(out / f)}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}'
-        "</figcaption></figure>"
+        f'<figure><img src="{data_uri(out / f)}" alt="{html.escape(c)}" data-file="{html.escape(f)}">'
+        f"<figcaption>{html.escape(c)} <small>({html.escape(f)})</small></figcaption></figure>"
         for f, c in images
     )
     page = (

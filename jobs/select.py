@@ -56,9 +56,8 @@ def run(cfg: Any) -> dict[str, Any]:
     out = rundir.local_path(cfg.output_dir) if cfg.output_dir else run_dir
     in_place = out.resolve() == run_dir.resolve()
     linked = () if in_place else method.linked
-    with rundir.claim(
-        cfg.output_dir if cfg.output_dir and not in_place else out, "select", (*method.reselect_writes, *linked), [] if in_place else [scores, run_dir]
-    ):
+    target = cfg.output_dir if cfg.output_dir and not in_place else out  # a URL is claimed as itself
+    with rundir.claim(target, "select", (*method.reselect_writes, *linked), [] if in_place else [scores, run_dir]):
         for name in linked:
             writers.link_tree(run_dir / name, out / name)
         t0 = time.time()
