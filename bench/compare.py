@@ -61,7 +61,7 @@ def ifd_selection(recost_dir: Path, out: Path, k: int) -> Path:
     import pandas as pd
 
     from jobs.select import records_shards
-    from records.staging import read_positions
+    from records.tables import read_positions
     from selection.topk import select_top
 
     scores = pd.read_parquet(recost_dir / "scores.parquet").sort_values("position")

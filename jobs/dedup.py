@@ -27,7 +27,8 @@ from jobs.method import Method
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, tables, writers
 from records.layout import EMBEDDINGS_DIR, MANIFEST_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SHARDS_DIR
-from records.staging import Staged, read_positions
+from records.staging import Staged
+from records.tables import read_positions
 from scoring.models import content_key, model_identity
 from selection.semdedup import DROP_DUPLICATE, DedupParams, DedupResult, semdedup
 

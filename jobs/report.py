@@ -205,7 +205,7 @@ def run_examples(out: Path, table: Any, score: np.ndarray | None, score_name: st
 
 def _texts(shards: list[str], positions: np.ndarray) -> dict[int, dict[str, Any]]:
     from records import schema
-    from records.staging import read_positions
+    from records.tables import read_positions
 
     cols = [schema.INSTRUCTION, schema.INPUT, schema.OUTPUT, schema.ERROR, schema.RAW]
     t = read_positions(shards, positions, cols)

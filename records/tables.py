@@ -60,3 +60,23 @@ def numeric(table: pa.Table, *names: str) -> list[np.ndarray]:
 def sums_and_counts(table: pa.Table, *passes: str) -> list[np.ndarray]:
     """``[<p>_nll_sum, <p>_tokens]`` for each pass, in order (what the score formulas take)."""
     return numeric(table, *(c for p in passes for c in (schema.nll_sum_col(p), schema.tokens_col(p))))
+
+
+def read_positions(shards: list[str], positions: np.ndarray | list[int], columns: list[str]) -> pa.Table:
+    """The staged records at ``positions`` (any order in; position order out), reading only the
+    shards that hold them (shards are position-ordered and named by their first position's order)."""
+    import pyarrow.compute as pc
+
+    want = np.unique(np.asarray(positions, dtype=np.int64))
+    cols = list(dict.fromkeys([schema.POSITION, *columns]))
+    parts = []
+    for s in sorted(shards):
+        if not len(want):
+            break
+        t = pq.read_table(s, columns=cols)
+        hit = t.filter(pc.is_in(t.column(schema.POSITION), value_set=pa.array(want)))
+        if hit.num_rows:
+            parts.append(hit)
+    if parts:
+        return pa.concat_tables(parts)
+    return pa.table({c: pa.array([], pa.int64() if c == schema.POSITION else pa.string()) for c in cols})

@@ -88,11 +88,9 @@ def write_selected(
 def selected_table(shards: Iterable[str], positions: np.ndarray, scores: pa.Table | None = None) -> pa.Table:
     """The rows at ``positions`` in input order: the normalised record columns, then every column of
     ``scores`` (position-sorted, one row per input row) that is not a record column."""
-    from records.staging import read_positions
-
     positions = np.sort(np.asarray(positions, dtype=np.int64))
     cols = [c for c in schema.RECORD_COLUMNS if c != schema.ERROR]
-    t = read_positions(list(shards), positions, cols).select(cols)
+    t = tables.read_positions(list(shards), positions, cols).select(cols)
     if scores is not None:
         at = pa.array(positions)
         for name in scores.column_names:
