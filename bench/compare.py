@@ -60,7 +60,7 @@ def ifd_selection(recost_dir: Path, out: Path, k: int) -> Path:
     """IFD top-k (IFD > 1 and errors dropped) from the RECOST run's cond/uncond passes."""
     import pandas as pd
 
-    from jobs.select import records_shards
+    from records.staging import records_shards
     from records.tables import read_positions
     from selection.topk import select_top
 

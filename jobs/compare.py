@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs import registry, report, settings, skeleton
-from jobs.select import records_shards
+from records.staging import records_shards
 from jobs.ifd import score_missing
 from jobs.skeleton import timed
 from jobs.specs import scorer_resources, scorer_spec, train_render

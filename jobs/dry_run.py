@@ -154,14 +154,10 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
 
 
 def local_actors(cfg: Any, res: Resources) -> int:
-    """The pool a local run would start (``jobs.pipeline.pool_size`` without starting Ray): the
-    requested size, else one actor per ``cpus`` of this machine's cores."""
-    import os
+    """The pool a local run would start, without starting Ray."""
+    from jobs.pipeline import local_cpus
 
-    if res.actors is not None:
-        return int(res.actors)
-    cores = cfg.cluster.get("num_cpus") or os.cpu_count() or 1
-    return max(1, int(cores // max(res.cpus, 1)))
+    return int(res.pool({"CPU": local_cpus(cfg.cluster)})[0])
 
 
 def finish(run: PoolRun, staged: Staged, spec: ScorerSpec, res: Resources) -> Result:

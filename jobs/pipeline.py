@@ -49,10 +49,8 @@ def init_ray(cluster: Any, verbose: bool = False) -> None:
         quiet_ray()
     if not ray.is_initialized():
         if cluster.address == "local":
-            cpus = cluster.num_cpus or os.cpu_count() or 1
-            # one logical CPU beyond the cores: pool_size leaves it to the driver, not to actors
             ray.init(
-                num_cpus=cpus + 1,
+                num_cpus=local_cpus(cluster),
                 include_dashboard=bool(cluster.include_dashboard),
                 log_to_driver=True,
                 configure_logging=False,
@@ -63,17 +61,16 @@ def init_ray(cluster: Any, verbose: bool = False) -> None:
 
 
 def pool_size(resources: Resources) -> tuple[int, float, float]:
-    """(actors, CPUs per actor, GPUs per actor): the requested pool, or (auto) one actor per
-    ``gpus`` GPUs of the cluster, else per ``cpus`` of its CPUs less one logical CPU for the driver."""
+    """(actors, CPUs per actor, GPUs per actor) on the running cluster (:meth:`Resources.pool`)."""
     import ray
 
-    r = resources
-    if r.actors is not None:
-        return r.actors, r.cpus, r.gpus
-    res = ray.cluster_resources()
-    if r.gpus:
-        return max(1, int(res.get("GPU", 0) // r.gpus)), r.cpus, r.gpus
-    return max(1, int((res.get("CPU", 1) - 1) // r.cpus)), r.cpus, r.gpus
+    return resources.pool(ray.cluster_resources())
+
+
+def local_cpus(cluster: Any) -> int:
+    """Logical CPUs of an in-process Ray (``address: local``): the cores, plus one that
+    :meth:`Resources.pool` leaves to the driver, not to actors."""
+    return int(cluster.num_cpus or os.cpu_count() or 1) + 1
 
 
 def read_shards(batch: pa.Table) -> pa.Table:

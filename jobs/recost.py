@@ -362,10 +362,7 @@ def write_report(
         result.cluster,
     )
     fused = np.where(result.fused_rank >= 0, result.fused_rank, np.nan).astype(np.float64)
-    headline, examples = report.examples_html(
-        report.run_shards(out), result.outcome, table.column(schema.ERROR).to_pylist(), fused,
-        "fused rank (0 = best)", descending=False,
-    )
+    headline, examples = report.run_examples(out, table, fused, "fused rank (0 = best)", descending=False)
     return report.write_report(
         out,
         "Winnow RECOST selection",

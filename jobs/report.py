@@ -191,16 +191,13 @@ def write_report(
 # ---- example rows: what was kept, what just missed, what each drop reason looks like ----
 
 
-def run_shards(out: Path) -> list[str]:
-    """The run's staged record shards (a run directory is self-contained)."""
-    return sorted(str(p) for p in (out / "records").glob("part-*.parquet"))
-
-
 def run_examples(out: Path, table: Any, score: np.ndarray | None, score_name: str, descending: bool = True
                  ) -> tuple[str, str]:
     """:func:`examples_html` for a finished run's scores table (``outcome`` and ``error`` columns)."""
+    from records.staging import records_shards
+
     outcome = np.asarray(table.column("outcome").to_pylist(), dtype=object)
-    return examples_html(run_shards(out), outcome, table.column("error").to_pylist(), score, score_name, descending)
+    return examples_html(records_shards(out), outcome, table.column("error").to_pylist(), score, score_name, descending)
 
 
 def _texts(shards: list[str], positions: np.ndarray) -> dict[int, dict[str, Any]]:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from jobs import card, registry
 from records import rundir, writers
+from records.staging import records_shards
 from records.layout import CARD_FILE, MANIFEST_FILE, RECORDS_DIR, SELECTED_FILE, SELECTED_TABLE
 
 log = logging.getLogger(__name__)
@@ -28,18 +29,6 @@ log = logging.getLogger(__name__)
 def validate(cfg: Any) -> None:
     if not Path(cfg.scores).expanduser().is_file():
         raise FileNotFoundError(f"scores file not found: {cfg.scores}")
-
-
-def records_shards(run_dir: Path) -> list[str]:
-    """Record shards of a run: always the run's own ``records/`` (a run directory is self-contained,
-    so it stays valid when moved or copied)."""
-    rec = run_dir / RECORDS_DIR
-    shards = sorted(str(p) for p in rec.glob("part-*.parquet"))
-    if not shards:
-        raise FileNotFoundError(
-            f"no input record shards in {rec}: selected.jsonl needs the scoring run's records/"
-        )
-    return shards
 
 
 def run(cfg: Any) -> dict[str, Any]:

@@ -104,6 +104,16 @@ class Resources:
     def threads(self) -> int:
         return max(1, int(self.cpus))
 
+    def pool(self, available: dict[str, float]) -> tuple[int, float, float]:
+        """(actors, CPUs per actor, GPUs per actor) on a cluster with ``available`` resources: the
+        requested pool, or (auto) one actor per ``gpus`` GPUs, else per ``cpus`` of its CPUs less one
+        logical CPU for the driver."""
+        if self.actors is not None:
+            return self.actors, self.cpus, self.gpus
+        if self.gpus:
+            return max(1, int(available.get("GPU", 0) // self.gpus)), self.cpus, self.gpus
+        return max(1, int((available.get("CPU", 1) - 1) // self.cpus)), self.cpus, self.gpus
+
 
 def max_batch_tokens(cfg: Any, dev: str) -> int:
     """Padded tokens per HF forward: ``backend.max_batch_tokens``, or the device's measured default."""

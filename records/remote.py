@@ -125,11 +125,12 @@ class Mirror:
         _, root = _fs(self.url)
         return f"{root.rstrip('/')}/{rel}" if rel else root.rstrip("/")
 
-    def check_owner(self) -> None:
-        """A remote prefix with objects but without Winnow's mark is a user's: refused, never read."""
+    def check_owner(self) -> dict[str, list[Any]]:
+        """The remote run's listing (for :meth:`pull`); a prefix with objects but without Winnow's mark
+        is a user's: refused, never read."""
         fs, root = _fs(self.url)
         if not fs.exists(root):
-            return
+            return {}
         names = listing(fs, root)
         if names and MARK not in names:
             first = sorted(names)[0] or root
@@ -137,15 +138,14 @@ class Mirror:
                 f"output_dir {self.url} is not empty and was not made by Winnow ({len(names)} objects, "
                 f"e.g. {first!r}); choose a new or empty location"
             )
+        return names
 
-    def pull(self) -> int:
-        """Download what the remote run holds and the mirror lacks or holds in another size."""
-        fs, root = _fs(self.url)
-        self.local.mkdir(parents=True, exist_ok=True)
-        if not fs.exists(root):
-            return 0
+    def pull(self, names: dict[str, list[Any]]) -> int:
+        """Download what the remote run holds (``names``: its :meth:`check_owner` listing) and the
+        mirror lacks or holds in another size."""
+        fs, _ = _fs(self.url)
         n = 0
-        for rel, (size, _) in listing(fs, root).items():
+        for rel, (size, _) in names.items():
             if rel in ("", LOCK):
                 continue
             target = self.local / rel
@@ -156,7 +156,7 @@ class Mirror:
             fs.get_file(self._remote(rel), str(tmp))
             os.replace(tmp, target)
             n += 1
-        for rel in listing(fs, root):
+        for rel in names:
             p = self.local / rel
             if rel and p.is_file():
                 st = p.stat()

@@ -201,16 +201,15 @@ def claim(
     if key in _HELD:  # re-entrant: a job running another job into the directory it holds
         _HELD[key][1] += 1
         return RunDir(out, job, _own(out, job, writes))
-    mirror = None
+    mirror, names = None, {}
     if url is not None:
         mirror = remote.mirror_for(url)
-        mirror.check_owner()  # a user's objects: refused before anything is read or written
-        out.mkdir(parents=True, exist_ok=True)
+        names = mirror.check_owner()  # a user's objects: refused before anything is read or written
     _prepare_dir(out)
     fd = _lock(out)
     try:
         if mirror is not None:
-            mirror.pull()  # under the lock: the remote run's committed shards, for resume
+            mirror.pull(names)  # under the lock: the remote run's committed shards, for resume
         owned = _own(out, job, writes)
     except BaseException:
         os.close(fd)

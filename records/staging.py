@@ -229,3 +229,15 @@ def subset_rows(staged: Staged, positions: list[int], path: Path) -> Path:
         parts.append(t.filter(pc.is_in(t.column(schema.POSITION), value_set=want)))
     write_parquet(pa.concat_tables(parts), path)
     return path
+
+
+def records_shards(run_dir: Path) -> list[str]:
+    """Record shards of a run: always the run's own ``records/`` (a run directory is self-contained,
+    so it stays valid when moved or copied)."""
+    rec = run_dir / RECORDS_DIR
+    shards = sorted(str(p) for p in rec.glob("part-*.parquet"))
+    if not shards:
+        raise FileNotFoundError(
+            f"no input record shards in {rec}: selected.jsonl needs the scoring run's records/"
+        )
+    return shards
