@@ -54,7 +54,8 @@ def build_backend(spec: ScorerSpec) -> tuple[Any, Any]:
     from scoring.passes import pad_token
 
     tok, model = load_model(m.path, device=m.device, dtype=m.dtype, trust_remote_code=m.trust_remote_code)
-    return tok, HFScorer(model, pad_token(tok), spec.policy, head_only=spec.head_only, compile=spec.compile)
+    return tok, HFScorer(model, pad_token(tok), spec.policy, head_only=spec.head_only, compile=spec.compile,
+                        reuse_prefix=spec.reuse_prefix)
 
 
 class RenderActor:

@@ -23,6 +23,7 @@ from scoring.vllm_backend import VLLMParams
 # fastest of 16k..128k for a 1B model (see BENCHMARKS.md). For backend=vllm the same key sets the
 # scheduler's tokens per step (capped further by backend.logits_budget_gib).
 AUTO_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
+AUTO_PACK_WIDTH = 256  # CPU default of backend.pack_width
 AUTO_VLLM_STEP = {"cpu": 2048, "cuda": 16384}
 
 
@@ -46,6 +47,7 @@ class ScorerSpec:
     policy: BatchPolicy = BatchPolicy()
     head_only: bool = True  # LM head only on response positions
     compile: bool = False  # torch.compile the HF decoder
+    reuse_prefix: bool = True  # HF: shared prefixes' keys/values computed once per actor
     chunk_rows: int | None = None  # rows scored together inside a shard (None: the whole shard)
     vllm: VLLMParams | None = None
 
@@ -177,9 +179,21 @@ def model_spec(cfg: Any, model_path: Path) -> ModelSpec:
     return ModelSpec(str(model_path), device(cfg), cfg.model.dtype, bool(cfg.model.trust_remote_code))
 
 
+def pack_width(b: Any, dev: str) -> int:
+    """``backend.pack_width``: tokens per packed row of the HF scorer (0: padded rows). auto = 256 on
+    CPU (measured fastest with prefix reuse, BENCHMARKS.md), off on CUDA, where block-diagonal masks
+    keep SDPA off its flash kernel and the trade has not been measured."""
+    w = b.get("pack_width", 0)
+    if w == "auto":
+        return 0 if dev == "cuda" else AUTO_PACK_WIDTH
+    return int(w)
+
+
 def policy(cfg: Any) -> BatchPolicy:
+    dev = device(cfg)
     return BatchPolicy(
-        max_batch_tokens=max_batch_tokens(cfg, device(cfg)), max_batch_rows=int(cfg.backend.max_batch_rows)
+        max_batch_tokens=max_batch_tokens(cfg, dev), max_batch_rows=int(cfg.backend.max_batch_rows),
+        pack_width=pack_width(cfg.backend, dev),
     )
 
 
@@ -193,6 +207,7 @@ def scorer_spec(cfg: Any, model_path: Path, rc: RenderConfig) -> ScorerSpec:
         policy=policy(cfg),
         head_only=bool(b.get("head_only", True)),
         compile=compile_decoder(b, dev),
+        reuse_prefix=bool(b.get("reuse_prefix", True)),
         chunk_rows=None if b.batch_size == "auto" else int(b.batch_size),
         vllm=vllm_params(cfg, dev) if b.name == "vllm" else None,
     )

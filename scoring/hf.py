@@ -1,28 +1,56 @@
-"""HF transformers scoring backend: batched forward passes, LM head only on response positions."""
+"""HF transformers scoring backend: batched forward passes, LM head only on response positions.
+
+Two exact speed-ups on top of length-sorted padded batches (both give each pass the same attention
+it would get alone, so per-row sums match the padded path to float rounding):
+
+* **shared-prefix reuse** (``reuse_prefix``): passes opening with the same long token run (a
+  template's preamble, a chat system prompt; ``scoring.prefix``) get that run's keys/values from a
+  per-scorer cache, computed once, and forward only their own remaining tokens;
+* **packing** (``BatchPolicy.pack_width``): several passes share a row end to end under a
+  block-diagonal mask with restarting position ids (``scoring.layout``), so padding nearly vanishes.
+"""
 from __future__ import annotations
 
+import inspect
 import logging
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from scoring.batching import BatchPolicy, plan_batches
+from scoring.batching import BatchPolicy, plan_batches, plan_packed
+from scoring.layout import Layout, block_mask, build_layout
 from scoring.nll import scored_mask, segment_sum, token_nll
+from scoring.prefix import MIN_PREFIX_TOKENS, prefix_groups
 from scoring.render import PassIds
 
 log = logging.getLogger(__name__)
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+# distinct prefixes kept per scorer (a template has one or two preambles; chat has one system prompt)
+PREFIX_CACHE_SIZE = 16
+
+
+def layout_capable(model: Any) -> bool:
+    """Whether a model takes the custom 4D masks, position ids and caches the fast paths need: sdpa
+    or eager attention, full attention in every layer (a sliding window would be overridden)."""
+    cfg = model.config
+    window = getattr(cfg, "sliding_window", None)
+    layer_types = getattr(cfg, "layer_types", None) or []
+    return (getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager") and not window
+            and all(t == "full_attention" for t in layer_types))
 
 
 class HFScorer:
     """Scores :class:`PassIds` items with a causal LM: ``(nll_sum, n_tokens)`` per item.
 
-    The decoder runs on the padded batch; the LM head and cross-entropy run only on hidden states
-    whose next token is a scored response token, so the ``[B, L, vocab]`` logits are never built.
+    The decoder runs on the padded (or packed) batch; the LM head and cross-entropy run only on hidden
+    states whose next token is a scored response token, so the ``[B, L, vocab]`` logits are never built.
     """
 
     def __init__(self, model: Any, pad_id: int, policy: BatchPolicy = BatchPolicy(),
-                 head_only: bool = True, compile: bool = False) -> None:
+                 head_only: bool = True, compile: bool = False, reuse_prefix: bool = False) -> None:
         self.model = model
         # torch.compile(dynamic=True): one graph for every batch shape; fuses the elementwise kernels
         self.decoder = torch.compile(model.get_decoder(), dynamic=True) if compile else model.get_decoder()
@@ -31,8 +59,21 @@ class HFScorer:
         self.head_only = head_only
         self.device = next(model.parameters()).device
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
+        capable = layout_capable(model)
+        if (reuse_prefix or policy.pack_width) and not capable:
+            log.warning("model %s cannot take block masks (attention %s or a sliding window): "
+                        "prefix reuse and packing are off", type(model).__name__,
+                        getattr(model.config, "_attn_implementation", None))
+        self.reuse_prefix = reuse_prefix and capable
+        self.pack_width = policy.pack_width if capable else 0
+        eager = getattr(model.config, "_attn_implementation", None) == "eager"
+        self.mask_dtype = next(model.parameters()).dtype if eager else None
+        params = inspect.signature(model.get_decoder().forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.prefixes: OrderedDict[tuple[int, ...], KV] = OrderedDict()
         self.forward_calls = 0
         self.tokens_forwarded = 0
+        self.prefix_tokens_saved = 0
 
     def _pad(self, items: Sequence[PassIds]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         width = max(len(it.ids) for it in items)
@@ -45,15 +86,19 @@ class HFScorer:
         attn = (torch.arange(width, device=self.device).unsqueeze(0) < lengths.unsqueeze(1)).long()
         return ids_t, attn, lengths, n_ctx
 
+    def _nll(self, hidden: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return token_nll(hidden[mask], self.model.get_output_embeddings(), targets, softcap=self.softcap)
+
     @torch.inference_mode()
     def _forward(self, items: Sequence[PassIds]) -> torch.Tensor:
+        """One padded batch, one pass per row, no prefix: HF builds the mask from the padding."""
         ids, attn, lengths, n_ctx = self._pad(items)
         mask = scored_mask(lengths, n_ctx, ids.shape[1])
         targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)[mask]  # next token at each position
         rows = torch.arange(len(items), device=self.device).unsqueeze(1).expand_as(ids)[mask]
         if self.head_only:
             hidden = self.decoder(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
-            nll = token_nll(hidden[mask], self.model.get_output_embeddings(), targets, softcap=self.softcap)
+            nll = self._nll(hidden, mask, targets)
         else:  # models with extra logit processing: take the model's own logits
             logits = self.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[mask].float()
             nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
@@ -61,10 +106,104 @@ class HFScorer:
         self.tokens_forwarded += int(lengths.sum())
         return segment_sum(nll, rows, len(items))
 
+    def _cache(self, kv: KV, rows: int) -> Any:
+        """A fresh cache holding ``kv`` for ``rows`` rows (the forward appends to it; ``kv`` stays)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(kv):
+            cache.update(k.expand(rows, *k.shape[1:]), v.expand(rows, *v.shape[1:]), layer)
+        return cache
+
+    @torch.inference_mode()
+    def _prefix_kv(self, prefix: tuple[int, ...]) -> KV:
+        """Keys/values of ``prefix`` (computed once per scorer, LRU-kept)."""
+        if prefix in self.prefixes:
+            self.prefixes.move_to_end(prefix)
+            return self.prefixes[prefix]
+        from transformers import DynamicCache
+
+        ids = torch.tensor([prefix], device=self.device)
+        cache = DynamicCache()
+        self.decoder(input_ids=ids, use_cache=True, **{self.cache_kw: cache})
+        layers = getattr(cache, "layers", None)
+        kv = [(la.keys, la.values) for la in layers] if layers is not None else list(zip(cache.key_cache, cache.value_cache))
+        self.prefixes[prefix] = kv
+        if len(self.prefixes) > PREFIX_CACHE_SIZE:
+            self.prefixes.popitem(last=False)
+        return kv
+
+    @torch.inference_mode()
+    def _forward_layout(self, layout: Layout, kv: KV | None, n_items: int) -> torch.Tensor:
+        """One batch laid out by :func:`scoring.layout.build_layout` (packed rows and/or a cached prefix)."""
+        dev = self.device
+        ids = torch.from_numpy(layout.ids).to(dev)
+        scored = torch.from_numpy(layout.scored).to(dev)
+        targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)[scored]
+        owners = torch.from_numpy(layout.owner).to(dev)[scored]
+        kwargs = {"input_ids": ids, "attention_mask": block_mask(layout, dev, self.mask_dtype),
+                  "position_ids": torch.from_numpy(layout.positions).to(dev), "use_cache": False}
+        if kv is not None:
+            kwargs[self.cache_kw] = self._cache(kv, ids.shape[0])
+        if self.head_only:
+            nll = self._nll(self.decoder(**kwargs).last_hidden_state, scored, targets)
+        else:
+            logits = self.model(**kwargs).logits[scored].float()
+            nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+        self.forward_calls += 1
+        self.tokens_forwarded += layout.tokens
+        return segment_sum(nll, owners, n_items)
+
+    def _prefix_plan(self, items: Sequence[PassIds]) -> tuple[list[tuple[int, ...]], np.ndarray]:
+        """The shared prefixes worth reusing and each item's prefix index (-1: none)."""
+        item_prefix = np.full(len(items), -1, dtype=np.int64)
+        if not self.reuse_prefix:
+            return [], item_prefix
+        groups = [g for g in prefix_groups(items, MIN_PREFIX_TOKENS) if g.prefix]
+        for g, group in enumerate(groups):
+            item_prefix[group.members] = g
+        return [g.prefix for g in groups], item_prefix
+
+    def _batch_kv(self, prefixes: Sequence[tuple[int, ...]]) -> KV | None:
+        """The cache content of a batch: its prefixes' keys/values side by side."""
+        if not prefixes:
+            return None
+        kvs = [self._prefix_kv(p) for p in prefixes]
+        if len(kvs) == 1:
+            return kvs[0]
+        return [(torch.cat([kv[layer][0] for kv in kvs], dim=2), torch.cat([kv[layer][1] for kv in kvs], dim=2))
+                for layer in range(len(kvs[0]))]
+
+    def _score_laid_out(self, items: Sequence[PassIds], sums: np.ndarray) -> None:
+        """Prefix reuse and/or packing: one plan over every item (prefixes mixed within a batch)."""
+        prefixes, item_prefix = self._prefix_plan(items)
+        plen = np.array([len(p) for p in prefixes] + [0], dtype=np.int64)[item_prefix]  # -1 -> 0
+        lengths = [len(it.ids) - int(n) for it, n in zip(items, plen)]
+        self.prefix_tokens_saved += int(plen.sum()) - sum(len(p) for p in prefixes)
+        if self.pack_width:
+            plan = plan_packed(lengths, self.policy, self.pack_width)
+        else:
+            plan = [[[b] for b in batch] for batch in plan_batches(lengths, self.policy)]
+        for batch in plan:
+            idx = [i for row in batch for i in row]
+            used = sorted({int(item_prefix[i]) for i in idx} - {-1})
+            local = {g: j for j, g in enumerate(used)}
+            rows, k = [], 0
+            for row in batch:
+                rows.append(list(range(k, k + len(row))))
+                k += len(row)
+            layout = build_layout([items[i] for i in idx], rows, self.pad_id, [len(prefixes[g]) for g in used],
+                                  [local.get(int(item_prefix[i]), -1) for i in idx])
+            kv = self._batch_kv([prefixes[g] for g in used])
+            sums[idx] = self._forward_layout(layout, kv, len(idx)).cpu().numpy()
+
     def score(self, items: Sequence[PassIds]) -> tuple[np.ndarray, np.ndarray]:
         """Summed NLL (nats, float64) and scored-token count per item, in input order."""
         sums = np.zeros(len(items), dtype=np.float64)
         counts = np.array([it.n_scored for it in items], dtype=np.int64)
+        if self.reuse_prefix or self.pack_width:
+            self._score_laid_out(items, sums)
+            return sums, counts
         for batch in plan_batches([len(it.ids) for it in items], self.policy):
             sums[batch] = self._forward([items[i] for i in batch]).cpu().numpy()
         return sums, counts
