@@ -1,13 +1,18 @@
 """Throughput of IFD scoring on the bundled sample: naive batch-1 loop vs bare batched engine vs the
 full Ray job. All three score the same token ids (clean rendering) with the same model.
 
-    python -m bench.throughput [--rows 300] [--threads 2] [--skip-naive] [--skip-job]
+    python -m bench.throughput [--rows 300] [--offset 0] [--data PATH] [--threads 2] [--skip-naive] [--skip-job]
 
 * naive: the reference-code style — one row at a time, two separate forward passes, full-vocabulary
   logits, a Python loop over every position with log_softmax + NLL + .item() (Cherry data_analysis.py).
-* bare: scoring.engine.score_rows with the HF backend in this process (length-sorted batches, LM head
-  on response positions only), no Ray, no file I/O.
+* bare: scoring.engine.score_rows with the HF backend in this process (length-sorted padded batches,
+  LM head on response positions only), no Ray, no file I/O.
+* bare_fast: the same plus shared-prefix reuse and packed rows (the job's CPU defaults:
+  ``backend.reuse_prefix=true backend.pack_width=256``).
 * job: jobs.ifd.run on the same rows (read → Parquet shards → Ray Data actors → merge → outputs).
+
+``--data`` takes a JSONL file or a JSON array (``.gz`` too; e.g. ../shared/data/alpaca_data.json.gz) and
+``--offset`` skips that many rows first; the job gets the same rows as a JSONL file.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import torch.nn.functional as F
 from records.readers import Fields, iter_raw, normalise
 from jobs.settings import ROOT
 from records import schema
+from jobs.specs import AUTO_PACK_WIDTH
 from scoring.batching import BatchPolicy
 from scoring.engine import score_rows
 from scoring.hf import HFScorer
@@ -31,14 +37,31 @@ from scoring.models import load_model, resolve_model
 from scoring.passes import RenderConfig, render_rows
 
 
-def load_rows(path: Path, n: int) -> list[dict]:
+def load_rows(path: Path, n: int, offset: int = 0, fmt: str = "jsonl") -> list[dict]:
     rows = []
-    for r in iter_raw(path, "jsonl"):
-        if r.position >= n:
+    for r in iter_raw(path, fmt):
+        if r.position < offset:
+            continue
+        if r.position >= offset + n:
             break
         r = normalise(r, Fields())
-        rows.append({schema.ID: str(r.position), schema.POSITION: r.position, schema.ERROR: r.error, **r.fields})
+        pos = r.position - offset
+        rows.append({schema.ID: str(pos), schema.POSITION: pos, schema.ERROR: r.error, **r.fields})
     return rows
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps({k: r[k] for k in (schema.INSTRUCTION, schema.INPUT, schema.OUTPUT)}) + "\n")
+
+
+def timed_bare(rows: list[dict], cfg: RenderConfig, tok, backend: HFScorer) -> float:
+    score_rows(rows[:8], cfg, tok, backend)  # warm-up
+    backend.tokens_forwarded = backend.forward_calls = 0
+    t0 = time.time()
+    score_rows(rows, cfg, tok, backend)
+    return round(time.time() - t0, 2)
 
 
 @torch.inference_mode()
@@ -57,6 +80,8 @@ def naive(model, rendered) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=300)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--data", default=str(ROOT / "data" / "alpaca_sample.jsonl"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--skip-job", action="store_true")
@@ -64,21 +89,23 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/throughput.json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    data = ROOT / "data" / "alpaca_sample.jsonl"
-    rows = load_rows(data, a.rows)
+    data = Path(a.data)
+    fmt = "jsonl" if ".jsonl" in data.name else "json"
+    rows = load_rows(data, a.rows, a.offset, fmt)
     model_dir = resolve_model("smollm2-135m-instruct")
     tok, model = load_model(model_dir)
     cfg = RenderConfig()
     rendered = render_rows(rows, cfg, tok)
     tokens = sum(len(p.ids) for r in rendered for p in r.passes.values())
-    res: dict = {"rows": len(rows), "tokens_both_passes": tokens, "threads": a.threads,
-                 "model": "SmolLM2-135M-Instruct fp32", "cpu_count": os.cpu_count()}
-    backend = HFScorer(model, tok.pad_token_id, BatchPolicy())
-    score_rows(rows[:8], cfg, tok, backend)  # warm-up
-    t0 = time.time()
-    score_rows(rows, cfg, tok, backend)
-    res["bare_s"] = round(time.time() - t0, 2)
+    res: dict = {"rows": len(rows), "data": data.name, "offset": a.offset, "tokens_both_passes": tokens,
+                 "threads": a.threads, "model": "SmolLM2-135M-Instruct fp32", "cpu_count": os.cpu_count()}
+    res["bare_s"] = timed_bare(rows, cfg, tok, HFScorer(model, tok.pad_token_id, BatchPolicy()))
     res["bare_tok_s"] = round(tokens / res["bare_s"], 1)
+    fast = HFScorer(model, tok.pad_token_id, BatchPolicy(pack_width=AUTO_PACK_WIDTH), reuse_prefix=True)
+    res["bare_fast_s"] = timed_bare(rows, cfg, tok, fast)
+    res["bare_fast_tok_s"] = round(tokens / res["bare_fast_s"], 1)
+    res["bare_fast_tokens_forwarded"] = fast.tokens_forwarded
+    res["speedup_fast_vs_bare"] = round(res["bare_s"] / res["bare_fast_s"], 2)
     print(json.dumps(res), flush=True)
     if a.naive_s:
         res["naive_s"] = a.naive_s
@@ -87,6 +114,7 @@ def main() -> None:
     if "naive_s" in res:
         res["naive_tok_s"] = round(tokens / res["naive_s"], 1)
         res["speedup_bare_vs_naive"] = round(res["naive_s"] / res["bare_s"], 2)
+        res["speedup_bare_fast_vs_naive"] = round(res["naive_s"] / res["bare_fast_s"], 2)
         print(json.dumps(res), flush=True)
     if not a.skip_job:
         del model
@@ -94,13 +122,15 @@ def main() -> None:
         from jobs.settings import compose
 
         with tempfile.TemporaryDirectory() as tmp:
-            cfg_job = compose("ifd", [f"output_dir={tmp}", f"data.limit={a.rows}"])
+            write_jsonl(rows, Path(tmp) / "rows.jsonl")
+            cfg_job = compose("ifd", [f"output_dir={tmp}/out", f"data.path={tmp}/rows.jsonl"])
             t0 = time.time()
             result = ifd.run(cfg_job)
             res["job_wall_s"] = round(time.time() - t0, 2)
             res["job_timings_s"] = result.timings
         res["job_score_stage_tok_s"] = round(tokens / result.timings["score"], 1)
         res["job_overhead_vs_bare"] = round(result.timings["score"] / res["bare_s"], 3)
+        res["job_overhead_vs_bare_fast"] = round(result.timings["score"] / res["bare_fast_s"], 3)
         if "naive_s" in res:
             res["speedup_job_vs_naive"] = round(res["naive_s"] / result.timings["score"], 2)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from jobs.crash_guard import CrashGuard, batch_key
 from jobs.specs import ScorerSpec
 from records import schema
 from scoring.engine import empty_columns, score_rendered
@@ -115,20 +116,32 @@ class TokenCountActor(RenderActor):
 
 class ScoringActor:
     """``map_batches`` UDF: record columns (or a render stage's token ids) in, per-pass sums/counts +
-    bookkeeping columns out."""
+    bookkeeping columns out. With a ``journal`` directory, a batch that kills the process is retried
+    ``max_attempts`` times in all, then bisected to the rows that do (``jobs.crash_guard``)."""
 
     PRE_RENDERED = True  # accepts RenderActor output
+    JOURNALED = True  # takes ``journal`` / ``max_attempts`` (jobs.pipeline.stream)
 
-    def __init__(self, spec: ScorerSpec, threads: int = 1) -> None:
+    def __init__(self, spec: ScorerSpec, threads: int = 1, journal: str | None = None, max_attempts: int = 3
+                 ) -> None:
         setup_actor(threads)
         self.render = spec.render
         self.render.validate()
         self.tok, self.backend = build_backend(spec)
         self.chunk_rows = spec.chunk_rows
+        self.guard = CrashGuard(journal, max_attempts, lambda k: empty_columns(k, self.render.passes),
+                                schema.ERROR, schema.E_ACTOR_DIED)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One call per shard (rows in position order); scored in chunks of ``chunk_rows`` rows cut in
         that order, so a row's batch companions never depend on timing."""
+        positions = batch[schema.POSITION]
+        cols = self.guard.run(batch_key(positions), len(positions), lambda lo, hi: self._rows(batch, lo, hi))
+        return {schema.ID: batch[schema.ID], schema.POSITION: positions, **cols}
+
+    def _rows(self, batch: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
+        """Score columns of rows ``[lo, hi)`` of the batch."""
+        batch = {k: v[lo:hi] for k, v in batch.items()}
         if RENDERED in batch:  # tokenised by the CPU render stage
             rendered = from_columns(batch, self.render.passes)
         else:
@@ -138,12 +151,11 @@ class ScoringActor:
             self._score(rendered[s : s + size], batch[schema.POSITION][s : s + size])
             for s in range(0, len(rendered), size)
         ]
-        cols = (
+        return (
             {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
             if parts
             else empty_columns(0, self.render.passes)
         )
-        return {schema.ID: batch[schema.ID], schema.POSITION: batch[schema.POSITION], **cols}
 
     def _score(self, rendered: list[Rendered], positions: np.ndarray) -> dict[str, np.ndarray]:
         try:

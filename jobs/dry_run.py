@@ -35,6 +35,11 @@ def refuse_finished(run: PoolRun) -> None:
         )
 
 
+def reuses_prefix(spec: ScorerSpec) -> bool:
+    """Whether the scorer caches shared prefixes (the HF backend's own plan; vLLM schedules its own)."""
+    return spec.reuse_prefix and spec.backend == "hf"
+
+
 def render_staged(staged: Staged, spec: ScorerSpec, tok: Any) -> tuple[estimate.TokenCounts, list[Any]]:
     """Tokenise every staged row as the scoring actors will; (counts, the first shard's rendered rows)."""
     from jobs.actor import render_isolated
@@ -45,7 +50,8 @@ def render_staged(staged: Staged, spec: ScorerSpec, tok: Any) -> tuple[estimate.
         rendered = render_isolated(rows, spec.render, tok)
         size = int(spec.chunk_rows or len(rendered) or 1)
         for s in range(0, len(rendered), size):
-            estimate.count_chunk(rendered[s : s + size], spec.render.passes, spec.policy, counts)
+            chunk = rendered[s : s + size]
+            estimate.count_chunk(chunk, spec.render.passes, spec.policy, counts, reuses_prefix(spec))
         if k == 0:
             first = rendered
     return counts, first
@@ -71,7 +77,7 @@ def pilot(spec: ScorerSpec, rendered: list[Any], threads: int, seconds: float) -
     counted, t0, n = estimate.TokenCounts(), time.perf_counter(), 0
     for chunk in chunks[1:] or chunks:
         score_rendered(chunk, spec.render.passes, backend)
-        estimate.count_chunk(chunk, spec.render.passes, spec.policy, counted)
+        estimate.count_chunk(chunk, spec.render.passes, spec.policy, counted, reuses_prefix(spec))
         n += len(chunk)
         if time.perf_counter() - t0 >= seconds:
             break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -91,6 +92,27 @@ def read_shards(batch: pa.Table) -> pa.Table:
     return pa.concat_tables(tables)
 
 
+def node_tagged(actor_cls: type) -> type:
+    """``actor_cls`` whose every output batch carries the Ray node id of the actor that produced it
+    (``schema.NODE_ID``; the shard commit moves it into the ``.done`` record): where each shard ran,
+    for multi-node runs and the lost-node test."""
+
+    class NodeTagged(actor_cls):  # type: ignore[valid-type, misc]
+        def __call__(self, batch: dict[str, Any]) -> Any:
+            import numpy as np
+            import ray
+
+            out = super().__call__(batch)
+            node = ray.get_runtime_context().get_node_id()
+            if isinstance(out, pa.Table):
+                return out.append_column(schema.NODE_ID, pa.array([node] * out.num_rows, pa.string()))
+            out[schema.NODE_ID] = np.array([node] * len(out[schema.POSITION]), dtype=object)
+            return out
+
+    NodeTagged.__name__ = NodeTagged.__qualname__ = actor_cls.__name__
+    return NodeTagged
+
+
 def shard_item(
     shard: str, columns: list[str] | None = None, extra: str = "", extra_columns: list[str] | None = None
 ) -> dict[str, Any]:
@@ -116,8 +138,11 @@ def run_stage(
 ) -> tuple[int, int]:
     """Run ``actor_cls(spec, threads)`` over every shard without a completion record in ``shard_dir``
     and commit each shard as it completes; returns (shards reused, shards processed)."""
+    from jobs.crash_guard import JOURNAL_DIR
     from records import shards
 
+    journal = shard_dir / JOURNAL_DIR
+    shutil.rmtree(journal, ignore_errors=True)  # a killed driver's entries describe another attempt
     done = shards.done_shards(shard_dir)
     todo = [k for k in range(len(items)) if k not in done]
     if done:
@@ -126,9 +151,11 @@ def run_stage(
     if todo:
         init_ray(cfg.cluster, bool(cfg.get("verbose", False)))
         n_todo = sum(bounds[k][1] for k in todo)
-        for batch in stream([items[k] for k in todo], actor_cls, spec, resources, cfg, n_todo, label):
+        batches = stream([items[k] for k in todo], actor_cls, spec, resources, cfg, n_todo, label, journal)
+        for batch in batches:
             collector.add(batch)
     collector.finish()
+    shutil.rmtree(journal, ignore_errors=True)
     return len(done), len(todo)
 
 
@@ -140,8 +167,10 @@ def stream(
     cfg: Any,
     n_rows: int,
     label: str,
+    journal: Path | None = None,
 ) -> Iterator[pa.Table]:
-    """Stream shards through a pool of ``actor_cls`` sized by ``resources``, logging progress."""
+    """Stream shards through a pool of ``actor_cls`` sized by ``resources``, logging progress. An actor
+    class that takes a crash ``journal`` (``JOURNALED``) gets it, with ``backend.max_task_retries``."""
     import ray
 
     actors, cpus, gpus = pool_size(resources)
@@ -182,15 +211,19 @@ def stream(
             num_cpus=1,
             batch_format="numpy",
         )
+    kwargs = {}
+    if journal is not None and getattr(actor_cls, "JOURNALED", False):
+        kwargs = {"journal": str(journal), "max_attempts": int(cfg.backend.get("max_task_retries", 2)) + 1}
     out = ds.map_batches(
-        actor_cls,
+        node_tagged(actor_cls),
         fn_constructor_args=(spec, resources.threads),
+        fn_constructor_kwargs=kwargs,
         batch_size=None,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus,
         num_gpus=gpus,
         batch_format="numpy",
-    )  # Ray Data restarts dead actors and retries their tasks by default
+    )  # Ray Data spreads the actors over the nodes, restarts dead ones and retries their tasks by default
     progress = Progress(label, n_rows, float(cfg.log_every_s))
     try:
         for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):

@@ -166,13 +166,16 @@ def validate_backend(cfg: Any) -> None:
                 raise ValueError(f"backend.{k} must be >= 1, got {b[k]}")
         if dev == "cpu" and int(b.tensor_parallel) * int(b.pipeline_parallel) > 1:
             raise ValueError("backend.tensor_parallel / pipeline_parallel > 1 need GPUs (device=cuda)")
-    elif str(b.get("pack_width", 0)) != "auto" and (not str(b.get("pack_width", 0)).isdigit()):
-        raise ValueError(f"backend.pack_width must be auto or a token count >= 0 (0: padded rows), got {b.pack_width}")
     elif dev == "cuda" and float(b.num_gpus_per_actor) > 1:
         raise ValueError(
             "the HF backend runs one model copy per GPU (backend.num_gpus_per_actor <= 1); for a "
             "model that needs several GPUs use backend=vllm backend.tensor_parallel=N"
         )
+    if int(b.get("max_task_retries", 2)) < 0:
+        raise ValueError(f"backend.max_task_retries must be >= 0, got {b.max_task_retries}")
+    width = str(b.get("pack_width", 0))
+    if width != "auto" and not width.isdigit():
+        raise ValueError(f"backend.pack_width must be auto or a token count >= 0 (0: padded rows), got {width}")
 
 
 def validate_common(cfg: Any) -> None:

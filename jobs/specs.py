@@ -189,6 +189,13 @@ def pack_width(b: Any, dev: str) -> int:
     return int(w)
 
 
+def reuse_prefix(b: Any, dev: str) -> bool:
+    """``backend.reuse_prefix``: auto = on CPU (measured faster, BENCHMARKS.md), off on CUDA until
+    measured there (a cached prefix changes the attention kernel SDPA picks and what torch.compile sees)."""
+    r = b.get("reuse_prefix", False)
+    return dev != "cuda" if r == "auto" else bool(r)
+
+
 def policy(cfg: Any) -> BatchPolicy:
     dev = device(cfg)
     return BatchPolicy(
@@ -207,7 +214,7 @@ def scorer_spec(cfg: Any, model_path: Path, rc: RenderConfig) -> ScorerSpec:
         policy=policy(cfg),
         head_only=bool(b.get("head_only", True)),
         compile=compile_decoder(b, dev),
-        reuse_prefix=bool(b.get("reuse_prefix", True)),
+        reuse_prefix=reuse_prefix(b, dev),
         chunk_rows=None if b.batch_size == "auto" else int(b.batch_size),
         vllm=vllm_params(cfg, dev) if b.name == "vllm" else None,
     )

@@ -30,6 +30,7 @@ KB_SIMS = "kb_sims"  # their cosine similarities to the query
 KNOWLEDGE_TOKENS = "knowledge_tokens"  # knowledge tokens kept in the know pass
 KNOWLEDGE_TRUNCATED = "knowledge_truncated"  # knowledge was cut to fit the window
 EMB = "emb"  # query embedding column while in flight (stored apart as float16)
+NODE_ID = "_node_id"  # the Ray node of the actor that produced a row, while in flight (kept in the .done record)
 
 
 def nll_sum_col(pass_name: str) -> str:
@@ -55,4 +56,5 @@ E_NO_CONTEXT_ROOM = "prompt_fills_window"
 E_CHERRY_GUARD = "cherry_length_guard"
 E_NO_TOKENS = "no_response_tokens"
 E_SCORER = "scorer_failed"
+E_ACTOR_DIED = "actor_died"  # the row killed its actor's process on every try (jobs.crash_guard)
 E_BAD_CONVERSATION = "bad_conversation"

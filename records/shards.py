@@ -63,7 +63,12 @@ def done_shards(d: Path) -> set[int]:
 
 def write_shard(d: Path, k: int, table: pa.Table, emb_dir: Path | None = None) -> None:
     """Commit shard ``k``: embeddings (float16 ``.npy``, when the table has an ``emb`` column) and
-    Parquet via temp name + rename, then the completion record."""
+    Parquet via temp name + rename, then the completion record (with the Ray nodes that produced the
+    rows, when the table carries a ``_node_id`` column)."""
+    nodes: list[str] = []
+    if schema.NODE_ID in table.column_names:
+        nodes = sorted({str(n) for n in table.column(schema.NODE_ID).to_pylist()})
+        table = table.drop_columns([schema.NODE_ID])
     if schema.EMB in table.column_names:
         if emb_dir is None:
             raise ValueError("an embedding column arrived but no embedding directory was given")
@@ -71,11 +76,22 @@ def write_shard(d: Path, k: int, table: pa.Table, emb_dir: Path | None = None) -
         save_npy(emb_matrix(table.column(schema.EMB)).astype(np.float16), emb_dir / f"part-{k:05d}.npy")
         table = table.drop_columns([schema.EMB])
     write_parquet(table, d / f"part-{k:05d}.parquet")
-    write_json({"rows": table.num_rows}, d / f"part-{k:05d}.done")
+    write_json({"rows": table.num_rows, **({"nodes": nodes} if nodes else {})}, d / f"part-{k:05d}.done")
     committed = [d / f"part-{k:05d}.parquet", d / f"part-{k:05d}.done"]
     if emb_dir is not None and (emb_dir / f"part-{k:05d}.npy").exists():
         committed.insert(0, emb_dir / f"part-{k:05d}.npy")
     remote.committed(committed)  # a mirrored run: uploaded now, data before its .done
+
+
+def shard_nodes(d: Path) -> dict[str, int]:
+    """Rows per Ray node id over the completed shards of ``d`` (from their completion records; a shard
+    whose rows came from several actors counts its rows once, under each node it names)."""
+    out: dict[str, int] = {}
+    for p in sorted(d.glob("part-*.done")):
+        rec = json.loads(p.read_text())
+        for node in rec.get("nodes", []):
+            out[node] = out.get(node, 0) + int(rec["rows"])
+    return out
 
 
 def emb_matrix(col: pa.ChunkedArray) -> np.ndarray:

@@ -35,6 +35,7 @@ from records.readers import (
     reading,
 )
 from records import schema
+from records.tables import read_positions
 from records.writers import write_parquet
 
 log = logging.getLogger(__name__)
@@ -219,15 +220,10 @@ def _write(rec_dir: Path, k: int, rows: list[Row], ids: list[str]) -> str:
 
 
 def subset_rows(staged: Staged, positions: list[int], path: Path) -> Path:
-    """Write the staged records at ``positions`` (e.g. training rows) to ``path``, shard by shard."""
-    import pyarrow.compute as pc
-
-    want = pa.array(sorted(positions), pa.int64())
-    parts = []
-    for s in staged.shards:
-        t = pq.read_table(s, columns=schema.RECORD_COLUMNS)
-        parts.append(t.filter(pc.is_in(t.column(schema.POSITION), value_set=want)))
-    write_parquet(pa.concat_tables(parts), path)
+    """Write the staged records at ``positions`` (e.g. training rows) to ``path``, reading only the
+    shards that hold them (:func:`records.tables.read_positions`)."""
+    rows = read_positions(staged.shards, positions, schema.RECORD_COLUMNS)
+    write_parquet(rows.select(schema.RECORD_COLUMNS), path)
     return path
 
 

@@ -62,9 +62,27 @@ def sums_and_counts(table: pa.Table, *passes: str) -> list[np.ndarray]:
     return numeric(table, *(c for p in passes for c in (schema.nll_sum_col(p), schema.tokens_col(p))))
 
 
+def position_range(path: str) -> tuple[int, int] | None:
+    """(first, last) position a shard holds, from its Parquet footer's statistics (no data read);
+    None when the footer has none."""
+    meta = pq.ParquetFile(path).metadata
+    if meta.num_rows == 0:
+        return (0, -1)
+    col = meta.schema.names.index(schema.POSITION) if schema.POSITION in meta.schema.names else -1
+    lo, hi = None, None
+    for g in range(meta.num_row_groups):
+        st = meta.row_group(g).column(col).statistics if col >= 0 else None
+        if st is None or not st.has_min_max:
+            return None
+        lo = st.min if lo is None else min(lo, st.min)
+        hi = st.max if hi is None else max(hi, st.max)
+    return (int(lo), int(hi)) if lo is not None else None
+
+
 def read_positions(shards: list[str], positions: np.ndarray | list[int], columns: list[str]) -> pa.Table:
     """The staged records at ``positions`` (any order in; position order out), reading only the
-    shards that hold them (shards are position-ordered and named by their first position's order)."""
+    shards that hold them: a shard's position range comes from its footer, so a subset of a 10M-row
+    pool opens the data of its own shards only (training subsets, report examples, selected rows)."""
     import pyarrow.compute as pc
 
     want = np.unique(np.asarray(positions, dtype=np.int64))
@@ -73,6 +91,10 @@ def read_positions(shards: list[str], positions: np.ndarray | list[int], columns
     for s in sorted(shards):
         if not len(want):
             break
+        span = position_range(s)
+        if span is not None:
+            if np.searchsorted(want, span[0], "left") == np.searchsorted(want, span[1], "right"):
+                continue  # none of the wanted positions is in this shard
         t = pq.read_table(s, columns=cols)
         hit = t.filter(pc.is_in(t.column(schema.POSITION), value_set=pa.array(want)))
         if hit.num_rows:

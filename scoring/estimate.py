@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from scoring.batching import BatchPolicy, plan_batches
-from scoring.render import Rendered
+from scoring.batching import BatchPolicy
+from scoring.layout import plan_forwards
+from scoring.render import PassIds, Rendered
 
 # H100 SXM dense bf16 peak, and the bare engine's MFU measured on one (BENCHMARKS.md, 1B-class, compiled)
 GPU_PEAK_FLOPS = 989.4e12
@@ -34,10 +35,12 @@ class TokenCounts:
         return sum(self.scored.values())
 
 
-def count_chunk(rendered: Sequence[Rendered], passes: Sequence[str], policy: BatchPolicy, into: TokenCounts) -> None:
+def count_chunk(rendered: Sequence[Rendered], passes: Sequence[str], policy: BatchPolicy, into: TokenCounts,
+                reuse_prefix: bool = False) -> None:
     """Add one actor chunk's rows (scored together, as ``scoring.engine.score_rendered`` does: every pass
-    of every valid row in one batch plan) to ``into``."""
-    lengths: list[int] = []
+    of every valid row in one forward plan, ``scoring.layout.plan_forwards``, with shared prefixes and
+    packed rows as the HF scorer runs them) to ``into``."""
+    items: list[PassIds] = []
     into.rows += len(rendered)
     for r in rendered:
         if r.error:
@@ -47,10 +50,10 @@ def count_chunk(rendered: Sequence[Rendered], passes: Sequence[str], policy: Bat
             p = r.passes[name]
             into.tokens[name] = into.tokens.get(name, 0) + len(p.ids)
             into.scored[name] = into.scored.get(name, 0) + p.n_scored
-            lengths.append(len(p.ids))
-    for batch in plan_batches(lengths, policy):
-        into.padded_tokens += len(batch) * lengths[batch[0]]  # a batch's first item is its longest
-        into.forwards += 1
+            items.append(p)
+    plan = plan_forwards(items, policy, reuse_prefix, policy.pack_width)
+    into.padded_tokens += plan.padded_tokens  # a prefix is forwarded once per scorer, not counted
+    into.forwards += len(plan.batches)
 
 
 def forward_flops(n_params: int, hidden: int, vocab: int, padded_tokens: int, scored_tokens: int) -> float:

@@ -19,10 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from scoring.batching import BatchPolicy, plan_batches, plan_packed
-from scoring.layout import Layout, block_mask, build_layout
+from scoring.batching import BatchPolicy
+from scoring.layout import ForwardPlan, Layout, block_mask, build_layout, plan_forwards
 from scoring.nll import scored_mask, segment_sum, token_nll
-from scoring.prefix import MIN_PREFIX_TOKENS, prefix_groups
 from scoring.render import PassIds
 
 log = logging.getLogger(__name__)
@@ -127,7 +126,10 @@ class HFScorer:
         cache = DynamicCache()
         self.decoder(input_ids=ids, use_cache=True, **{self.cache_kw: cache})
         layers = getattr(cache, "layers", None)
-        kv = [(la.keys, la.values) for la in layers] if layers is not None else list(zip(cache.key_cache, cache.value_cache))
+        if layers is not None:
+            kv = [(la.keys, la.values) for la in layers]
+        else:  # older transformers
+            kv = list(zip(cache.key_cache, cache.value_cache))
         self.prefixes[prefix] = kv
         if len(self.prefixes) > PREFIX_CACHE_SIZE:
             self.prefixes.popitem(last=False)
@@ -154,16 +156,6 @@ class HFScorer:
         self.tokens_forwarded += layout.tokens
         return segment_sum(nll, owners, n_items)
 
-    def _prefix_plan(self, items: Sequence[PassIds]) -> tuple[list[tuple[int, ...]], np.ndarray]:
-        """The shared prefixes worth reusing and each item's prefix index (-1: none)."""
-        item_prefix = np.full(len(items), -1, dtype=np.int64)
-        if not self.reuse_prefix:
-            return [], item_prefix
-        groups = [g for g in prefix_groups(items, MIN_PREFIX_TOKENS) if g.prefix]
-        for g, group in enumerate(groups):
-            item_prefix[group.members] = g
-        return [g.prefix for g in groups], item_prefix
-
     def _batch_kv(self, prefixes: Sequence[tuple[int, ...]]) -> KV | None:
         """The cache content of a batch: its prefixes' keys/values side by side."""
         if not prefixes:
@@ -171,39 +163,40 @@ class HFScorer:
         kvs = [self._prefix_kv(p) for p in prefixes]
         if len(kvs) == 1:
             return kvs[0]
-        return [(torch.cat([kv[layer][0] for kv in kvs], dim=2), torch.cat([kv[layer][1] for kv in kvs], dim=2))
+        return [tuple(torch.cat([kv[layer][j] for kv in kvs], dim=2) for j in (0, 1))  # type: ignore[misc]
                 for layer in range(len(kvs[0]))]
 
-    def _score_laid_out(self, items: Sequence[PassIds], sums: np.ndarray) -> None:
-        """Prefix reuse and/or packing: one plan over every item (prefixes mixed within a batch)."""
-        prefixes, item_prefix = self._prefix_plan(items)
-        plen = np.array([len(p) for p in prefixes] + [0], dtype=np.int64)[item_prefix]  # -1 -> 0
-        lengths = [len(it.ids) - int(n) for it, n in zip(items, plen)]
-        self.prefix_tokens_saved += int(plen.sum()) - sum(len(p) for p in prefixes)
-        if self.pack_width:
-            plan = plan_packed(lengths, self.policy, self.pack_width)
-        else:
-            plan = [[[b] for b in batch] for batch in plan_batches(lengths, self.policy)]
-        for batch in plan:
+    def _score_laid_out(self, items: Sequence[PassIds], plan: ForwardPlan, sums: np.ndarray) -> None:
+        """Batches with cached prefixes and/or packed rows (prefixes may mix within a batch)."""
+        for batch in plan.batches:
             idx = [i for row in batch for i in row]
-            used = sorted({int(item_prefix[i]) for i in idx} - {-1})
+            used = sorted({int(plan.item_prefix[i]) for i in idx} - {-1})
             local = {g: j for j, g in enumerate(used)}
             rows, k = [], 0
             for row in batch:
                 rows.append(list(range(k, k + len(row))))
                 k += len(row)
-            layout = build_layout([items[i] for i in idx], rows, self.pad_id, [len(prefixes[g]) for g in used],
-                                  [local.get(int(item_prefix[i]), -1) for i in idx])
-            kv = self._batch_kv([prefixes[g] for g in used])
+            layout = build_layout([items[i] for i in idx], rows, self.pad_id,
+                                  [len(plan.prefixes[g]) for g in used],
+                                  [local.get(int(plan.item_prefix[i]), -1) for i in idx])
+            kv = self._batch_kv([plan.prefixes[g] for g in used])
             sums[idx] = self._forward_layout(layout, kv, len(idx)).cpu().numpy()
+
+    def plan(self, items: Sequence[PassIds]) -> ForwardPlan:
+        """The batches :meth:`score` runs ``items`` in (also what the dry run counts)."""
+        return plan_forwards(items, self.policy, self.reuse_prefix, self.pack_width)
 
     def score(self, items: Sequence[PassIds]) -> tuple[np.ndarray, np.ndarray]:
         """Summed NLL (nats, float64) and scored-token count per item, in input order."""
         sums = np.zeros(len(items), dtype=np.float64)
         counts = np.array([it.n_scored for it in items], dtype=np.int64)
-        if self.reuse_prefix or self.pack_width:
-            self._score_laid_out(items, sums)
+        plan = self.plan(items)
+        self.prefix_tokens_saved += int(sum(len(it.ids) for it in items) - sum(plan.lengths)
+                                        - sum(len(p) for p in plan.prefixes))
+        if plan.laid_out:
+            self._score_laid_out(items, plan, sums)
             return sums, counts
-        for batch in plan_batches([len(it.ids) for it in items], self.policy):
-            sums[batch] = self._forward([items[i] for i in batch]).cpu().numpy()
+        for batch in plan.batches:  # one pass per padded row, no prefix: HF builds the masks
+            idx = [row[0] for row in batch]
+            sums[idx] = self._forward([items[i] for i in idx]).cpu().numpy()
         return sums, counts

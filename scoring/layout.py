@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from scoring.batching import BatchPolicy, plan_batches, plan_packed
+from scoring.prefix import MIN_PREFIX_TOKENS, prefix_groups
 from scoring.render import PassIds
 
 
@@ -95,3 +97,42 @@ def block_mask(layout: Layout, device: torch.device | str, dtype: torch.dtype | 
     if dtype is None:
         return mask
     return torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill_(~mask, torch.finfo(dtype).min)
+
+
+@dataclass(frozen=True)
+class ForwardPlan:
+    """How a backend runs a list of passes: the shared prefixes it caches, each item's prefix (-1:
+    none), each item's forwarded length (its ids after its prefix), and the batches of rows of items."""
+
+    prefixes: list[tuple[int, ...]]
+    item_prefix: np.ndarray
+    lengths: list[int]
+    batches: list[list[list[int]]]
+
+    @property
+    def padded_tokens(self) -> int:
+        """Positions the decoder computes: rows × widest row, summed over batches (cached prefixes
+        are computed once per scorer and not counted)."""
+        return sum(len(b) * max(sum(self.lengths[i] for i in row) for row in b) for b in self.batches)
+
+    @property
+    def laid_out(self) -> bool:
+        """Whether the batches need :func:`build_layout` (a prefix or a packed row), not plain padding."""
+        return bool(self.prefixes) or any(len(row) > 1 for b in self.batches for row in b)
+
+
+def plan_forwards(items: Sequence[PassIds], policy: BatchPolicy, reuse_prefix: bool, pack_width: int = 0
+                  ) -> ForwardPlan:
+    """Group ``items`` by shared prefix (when ``reuse_prefix``) and batch their remaining tokens:
+    packed rows of ``pack_width`` tokens, or one pass per padded row when it is 0."""
+    item_prefix = np.full(len(items), -1, dtype=np.int64)
+    groups = [g for g in prefix_groups(items, MIN_PREFIX_TOKENS) if g.prefix] if reuse_prefix else []
+    for g, group in enumerate(groups):
+        item_prefix[group.members] = g
+    plen = [len(groups[g].prefix) if g >= 0 else 0 for g in item_prefix]
+    lengths = [len(it.ids) - n for it, n in zip(items, plen)]
+    if pack_width:
+        batches = plan_packed(lengths, policy, pack_width)
+    else:
+        batches = [[[i] for i in batch] for batch in plan_batches(lengths, policy)]
+    return ForwardPlan([g.prefix for g in groups], item_prefix, lengths, batches)

@@ -113,6 +113,17 @@ def test_every_experiment_composes(exp):
     assert cfg.output_dir.startswith("out/")
 
 
+def test_pack_width_and_prefix_reuse_resolve_per_device():
+    cfg = compose("ifd", ["backend.device=cpu"])
+    spec = specs.scorer_spec(cfg, ROOT, settings.render_config(cfg))
+    assert spec.reuse_prefix and spec.policy.pack_width == specs.AUTO_PACK_WIDTH
+    off = compose("ifd", ["backend.device=cpu", "backend.reuse_prefix=false", "backend.pack_width=0"])
+    spec = specs.scorer_spec(off, ROOT, settings.render_config(off))
+    assert not spec.reuse_prefix and spec.policy.pack_width == 0
+    assert specs.pack_width(compose("ifd", []).backend, "cuda") == 0
+    assert not specs.reuse_prefix(compose("ifd", []).backend, "cuda")
+
+
 def test_readme_keys_exist():
     cfg = compose("ifd", ["data.path=train.jsonl", "selection.budget=0.05", "output_dir=out/",
                           "cluster=auto", "method.variant=cherry", "model.name=/some/dir",
@@ -128,6 +139,7 @@ def test_readme_keys_exist():
 @pytest.mark.parametrize("override,match", [
     ("method.variant=bogus", "method.variant"), ("method.template=llama9", "template"),
     ("selection.score=rouge", "selection.score"), ("data.format=csv", "data.format"),
+    ("backend.pack_width=-5", "backend.pack_width"), ("backend.pack_width=wide", "backend.pack_width"),
 ])
 def test_bad_values_fail_early_with_choices(override, match):
     with pytest.raises(ValueError, match=match):

@@ -161,3 +161,60 @@ def test_row_that_crashes_the_model_gets_an_error_reason(tiny_model_dir):
     assert again[schema.ERROR].tolist() == out[schema.ERROR].tolist()
     np.testing.assert_array_equal(again["cond_nll_sum"], out["cond_nll_sum"])
     np.testing.assert_array_equal(again[schema.PROMPT_TOKENS], out[schema.PROMPT_TOKENS])
+
+
+POISON_MODULE = '''
+import os
+import signal
+
+from transformers import LlamaForCausalLM, LlamaModel
+
+
+class PoisonModel(LlamaModel):
+    """A Llama decoder that kills its own process when it sees the marked token (a segfault's stand-in)."""
+
+    def forward(self, input_ids=None, **kwargs):
+        if input_ids is not None and bool((input_ids == self.config.poison_token_id).any()):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(input_ids=input_ids, **kwargs)
+
+
+class PoisonLlama(LlamaForCausalLM):
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = PoisonModel(config)
+'''
+
+
+@pytest.fixture(scope="module")
+def poison_model_dir(tmp_path_factory):
+    """The tiny Llama as remote code whose forward SIGKILLs its process on the BEL byte's token."""
+    from tests.conftest import build_tiny
+    from transformers import AutoTokenizer
+
+    d = build_tiny(tmp_path_factory.mktemp("poison") / "poison_llama")
+    tok = AutoTokenizer.from_pretrained(d)
+    (token,) = tok("\x07", add_special_tokens=False)["input_ids"]
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(poison_token_id=token, auto_map={"AutoModelForCausalLM": "poison.PoisonLlama"})
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "poison.py").write_text(POISON_MODULE)
+    return d
+
+
+def test_poison_row_that_kills_the_actor_process_gets_actor_died(poison_model_dir, ray_local, tmp_path):
+    rows = [json.loads(x) for x in (ROOT / "data" / "alpaca_sample.jsonl").read_text().splitlines()[:12]]
+    rows[5]["output"] += " \x07"
+    path = tmp_path / "poisoned.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = compose("ifd", [f"data.path={path}", f"model.name={poison_model_dir}", "model.trust_remote_code=true",
+                          f"output_dir={tmp_path / 'out'}", "method.template=none", "model.max_length=96",
+                          "data.rows_per_shard=4", "backend.num_actors=1", "backend.threads_per_actor=1",
+                          "backend.max_task_retries=1"])
+    result = ifd.run(cfg)
+    t = pq.read_table(tmp_path / "out" / "scores.parquet").to_pandas().sort_values("position")
+    assert t["position"].tolist() == list(range(12))
+    assert t["error"].tolist() == [None] * 5 + [schema.E_ACTOR_DIED] + [None] * 6
+    assert np.isfinite(t["cond_nll_sum"].to_numpy()[np.arange(12) != 5]).all()
+    assert result.counts.get(schema.E_ACTOR_DIED, 0) == 1 or schema.E_ACTOR_DIED in json.dumps(result.counts)
+    assert not (tmp_path / "out" / "shards" / ".inflight").exists()  # the journal is cleared

@@ -125,3 +125,20 @@ def test_sliding_window_models_keep_the_padded_path(tiny_model):
                         num_attention_heads=2, num_key_value_heads=1, sliding_window=8)
     s = HFScorer(MistralForCausalLM(cfg).eval(), tok.pad_token_id, BatchPolicy(pack_width=64), reuse_prefix=True)
     assert not s.reuse_prefix and s.pack_width == 0
+
+
+def test_dry_run_counts_follow_the_scorers_plan(tiny_model):
+    from scoring.estimate import TokenCounts, count_chunk
+    from scoring.passes import render_rows
+
+    tok, model = tiny_model
+    policy = BatchPolicy(max_batch_tokens=256, max_batch_rows=8, pack_width=64)
+    rendered = render_rows(MORE, RenderConfig(), tok)
+    items = [r.passes[p] for r in rendered if not r.error for p in ("cond", "uncond")]
+    s = HFScorer(model, tok.pad_token_id, policy, reuse_prefix=True)
+    s.score(items)
+    counted = TokenCounts()
+    count_chunk(rendered, ("cond", "uncond"), policy, counted, reuse_prefix=True)
+    assert counted.forwards == s.forward_calls == len(s.plan(items).batches)
+    assert s.tokens_forwarded == sum(s.plan(items).lengths) < counted.total_tokens
+    assert counted.padded_tokens == s.plan(items).padded_tokens >= s.tokens_forwarded
