@@ -93,9 +93,14 @@ def test_cherry_mode_matches_reference_semantics(tiny_model, max_length):
 def test_clean_mode_matches_naive_loop(tiny_model):
     tok, model = tiny_model
     cfg = RenderConfig()
-    cols = score_rows(ROWS, cfg, tok, scorer(model, tok, 4))
+    assert_matches_naive(model, tok, ROWS, cfg, score_rows(ROWS, cfg, tok, scorer(model, tok, 4)))
+
+
+def assert_matches_naive(model, tok, rows, cfg, cols):
+    """Every pass's summed NLL equals the naive batch-1 loop's to 1e-5 relative."""
     from scoring.passes import render_rows
-    for i, rendered in enumerate(render_rows(ROWS, cfg, tok)):
+
+    for i, rendered in enumerate(render_rows(rows, cfg, tok)):
         for p in ("cond", "uncond"):
             want = naive_pass(model, rendered.passes[p].ids, rendered.passes[p].n_ctx)
             assert cols[f"{p}_nll_sum"][i] == pytest.approx(want, rel=1e-5)

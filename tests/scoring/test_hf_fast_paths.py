@@ -10,7 +10,7 @@ from scoring.engine import score_rows
 from scoring.hf import HFScorer
 from scoring.passes import RenderConfig
 from scoring.render import Limits
-from tests.scoring.test_hf import ROWS, naive_pass
+from tests.scoring.test_hf import ROWS, assert_matches_naive
 from tests.scoring.test_passes import row
 
 # rows sharing the template preamble, plus ones shorter than any prefix worth sharing
@@ -77,11 +77,7 @@ def test_fast_path_matches_the_naive_loop(tiny_model):
     tok, model = tiny_model
     cfg = RenderConfig()
     fast, _ = scored(model, tok, cfg, reuse_prefix=True, pack_width=64)
-    from scoring.passes import render_rows
-    for i, r in enumerate(render_rows(MORE, cfg, tok)):
-        for p in ("cond", "uncond"):
-            want = naive_pass(model, r.passes[p].ids, r.passes[p].n_ctx)
-            assert fast[f"{p}_nll_sum"][i] == pytest.approx(want, rel=1e-5)
+    assert_matches_naive(model, tok, MORE, cfg, fast)
 
 
 def test_prefix_cache_is_reused_across_calls(tiny_model):
