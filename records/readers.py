@@ -9,6 +9,7 @@ earlier (the history, as JSON).
 from __future__ import annotations
 
 import base64
+import codecs
 import datetime
 import gzip
 import hashlib
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from records import schema
+from records.json_array import JsonArraySplitter
 
 log = logging.getLogger(__name__)
 
@@ -157,49 +159,23 @@ def _iter_jsonl(path: Path) -> Iterator[Row]:
 
 
 # tokens that matter for finding the array's elements: whole strings (skipped in C) and brackets
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.S)
-
-
-def split_json_array(text: str) -> Iterator[str]:
-    """The texts of the top-level elements of a JSON array, without parsing them: one damaged or
-    absurdly nested element becomes one bad record instead of failing the file. An unterminated
-    array yields its tail as a last (malformed) element; data after the array's end is one too."""
-    body = text.lstrip()
-    if not body.startswith("["):
-        raise ValueError("expected a JSON array of records")
-    base = len(text) - len(body)
-    depth, seg = 0, base + 1
-    for m in _JSON_TOKEN.finditer(text, base):
-        t = m.group()
-        if t[0] == '"':
-            continue
-        if t in "[{":
-            depth += 1
-        elif t in "]}":
-            depth -= 1
-            if depth == 0:
-                last = text[seg : m.start()].strip()
-                if last:
-                    yield last
-                rest = text[m.end() :].strip()
-                if rest:
-                    yield rest
-                return
-        elif depth == 1:  # a comma between elements
-            yield text[seg : m.start()].strip()
-            seg = m.end()
-    tail = text[seg:].strip()
-    if tail:
-        yield tail
+# bytes read per step from a JSON array file: the splitter holds only the element being read
+JSON_CHUNK = 1 << 24
 
 
 def json_array_elements(path: Path) -> Iterator[str]:
-    """The element texts of the JSON array in ``path`` (read whole; BOM skipped; a bad byte spoils only
+    """The element texts of the JSON array in ``path``, streamed (BOM skipped; a bad byte spoils only
     its own element, which then holds a surrogate escape). A file that is no array is one clear error."""
-    with open_input(path) as f:
-        text = f.read().removeprefix(BOM).decode("utf-8", "surrogateescape")
+    decode = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode
+    splitter = JsonArraySplitter()
     try:
-        yield from split_json_array(text)
+        with open_input(path) as f:
+            chunk = f.read(JSON_CHUNK).removeprefix(BOM)
+            while chunk:
+                yield from splitter.feed(decode(chunk))
+                chunk = f.read(JSON_CHUNK)
+            yield from splitter.feed(decode(b"", final=True))
+            yield from splitter.close()
     except ValueError as e:
         raise ValueError(
             f"{path}: {e}; use JSON lines, or data.format=jsonl if it holds one record per line"
