@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 
 from jobs.progress import Progress
@@ -99,7 +100,6 @@ def node_tagged(actor_cls: type) -> type:
 
     class NodeTagged(actor_cls):  # type: ignore[valid-type, misc]
         def __call__(self, batch: dict[str, Any]) -> Any:
-            import numpy as np
             import ray
 
             out = super().__call__(batch)

@@ -47,7 +47,7 @@ class ScorerSpec:
     policy: BatchPolicy = BatchPolicy()
     head_only: bool = True  # LM head only on response positions
     compile: bool = False  # torch.compile the HF decoder
-    reuse_prefix: bool = True  # HF: shared prefixes' keys/values computed once per actor
+    reuse_prefix: bool = False  # HF: shared prefixes' keys/values computed once per actor (config: auto)
     chunk_rows: int | None = None  # rows scored together inside a shard (None: the whole shard)
     vllm: VLLMParams | None = None
 

@@ -158,7 +158,6 @@ def _iter_jsonl(path: Path) -> Iterator[Row]:
             pos += 1
 
 
-# tokens that matter for finding the array's elements: whole strings (skipped in C) and brackets
 # bytes read per step from a JSON array file: the splitter holds only the element being read
 JSON_CHUNK = 1 << 24
 

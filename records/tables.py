@@ -68,10 +68,12 @@ def position_range(path: str) -> tuple[int, int] | None:
     meta = pq.ParquetFile(path).metadata
     if meta.num_rows == 0:
         return (0, -1)
-    col = meta.schema.names.index(schema.POSITION) if schema.POSITION in meta.schema.names else -1
+    if schema.POSITION not in meta.schema.names:
+        return None
+    col = meta.schema.names.index(schema.POSITION)
     lo, hi = None, None
     for g in range(meta.num_row_groups):
-        st = meta.row_group(g).column(col).statistics if col >= 0 else None
+        st = meta.row_group(g).column(col).statistics
         if st is None or not st.has_min_max:
             return None
         lo = st.min if lo is None else min(lo, st.min)

@@ -85,8 +85,14 @@ class HFScorer:
         attn = (torch.arange(width, device=self.device).unsqueeze(0) < lengths.unsqueeze(1)).long()
         return ids_t, attn, lengths, n_ctx
 
-    def _nll(self, hidden: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return token_nll(hidden[mask], self.model.get_output_embeddings(), targets, softcap=self.softcap)
+    def _run(self, kwargs: dict[str, Any], scored: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-token NLL of ``targets`` at the ``scored`` positions of one forward with ``kwargs``."""
+        if self.head_only:
+            hidden = self.decoder(**kwargs).last_hidden_state
+            return token_nll(hidden[scored], self.model.get_output_embeddings(), targets, softcap=self.softcap)
+        # models with extra logit processing: take the model's own logits
+        logits = self.model(**kwargs).logits[scored].float()
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
 
     @torch.inference_mode()
     def _forward(self, items: Sequence[PassIds]) -> torch.Tensor:
@@ -95,12 +101,7 @@ class HFScorer:
         mask = scored_mask(lengths, n_ctx, ids.shape[1])
         targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)[mask]  # next token at each position
         rows = torch.arange(len(items), device=self.device).unsqueeze(1).expand_as(ids)[mask]
-        if self.head_only:
-            hidden = self.decoder(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
-            nll = self._nll(hidden, mask, targets)
-        else:  # models with extra logit processing: take the model's own logits
-            logits = self.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[mask].float()
-            nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+        nll = self._run({"input_ids": ids, "attention_mask": attn, "use_cache": False}, mask, targets)
         self.forward_calls += 1
         self.tokens_forwarded += int(lengths.sum())
         return segment_sum(nll, rows, len(items))
@@ -147,11 +148,7 @@ class HFScorer:
                   "position_ids": torch.from_numpy(layout.positions).to(dev), "use_cache": False}
         if kv is not None:
             kwargs[self.cache_kw] = self._cache(kv, ids.shape[0])
-        if self.head_only:
-            nll = self._nll(self.decoder(**kwargs).last_hidden_state, scored, targets)
-        else:
-            logits = self.model(**kwargs).logits[scored].float()
-            nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+        nll = self._run(kwargs, scored, targets)
         self.forward_calls += 1
         self.tokens_forwarded += layout.tokens
         return segment_sum(nll, owners, n_items)
