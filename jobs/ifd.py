@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs import dry_run, report, settings, skeleton, specs
+from jobs import dry_run, merge, report, settings, skeleton, specs
 from jobs.method import Method, ranked_selected
 from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
 from records.layout import CARD_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, SHARDS_DIR
-from records.staging import Staged
+from records.staging import Staged, records_shards
 from scoring.models import content_key, model_identity
 from selection.budget import resolve_budget
 from selection.scores import IFD_SCORES, ifd_columns
@@ -72,16 +72,17 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
     with timed(t, "score"):
         reused, scored = score_missing(shard_dir, staged, spec, res, cfg)
     sel = selection_settings(cfg)
-    with timed(t, "select"):
-        table = tables.validate_complete(shards.load_all(shard_dir, len(staged.shards)), staged.n_rows)
-        table, result, info = select_ifd(tables.with_columns(table, {**derived(table), **(extra or {})}), sel)
-        writers.write_parquet(table, out / SCORES_FILE)
-        n_sel = writers.write_selected(staged.shards, result.order, out / SELECTED_FILE, table, out / SELECTED_TABLE)
+    with timed(t, "select"):  # streamed shard by shard: the driver holds per-row arrays, not the table
+        merged = merge.merge_scores(shard_dir, staged.bounds, sel.score, derived, extra)
+        result, info = select_scores(merged.score, merged.errored, merged.copies, sel)
+        chosen = merge.write_scores(shard_dir, staged.bounds, derived, extra, {OUTCOME: result.outcome},
+                                    result.order, out / SCORES_FILE)
+        n_sel = writers.write_selected(staged.shards, result.order, out / SELECTED_FILE, chosen, out / SELECTED_TABLE)
     m = run.write_manifest(
         staged,
         model=identity,
         selection=info,
-        **scoring_record(cfg, spec, staged, table),
+        **scoring_record(cfg, spec, merged.tokens),
         shards={
             "total": len(staged.shards),
             "reused": reused,
@@ -89,9 +90,9 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
             "rows_per_shard": staged.rows_per_shard,
         },
     )
-    write_report(
+    report_arrays(
         out,
-        table,
+        ReportRows(merged.score, result.outcome, merged.length, merged.errored, merged.error_list()),
         sel,
         info,
         int(cfg.seed),
@@ -109,11 +110,8 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
     return Result(out, staged.n_rows, n_sel, info["outcomes"], t)
 
 
-def scoring_record(cfg: Any, spec: specs.ScorerSpec, staged: Staged, table: pa.Table) -> dict[str, Any]:
-    """The manifest's scoring fields: how rows were scored, tokens seen, throughput."""
-    tokens = int(
-        sum(table.column(c).to_numpy().sum() for c in (schema.PROMPT_TOKENS, schema.RESPONSE_TOKENS))
-    )
+def scoring_record(cfg: Any, spec: specs.ScorerSpec, tokens: int) -> dict[str, Any]:
+    """The manifest's scoring fields: how rows were scored and the tokens seen (prompt + response)."""
     return {
         "scoring": {
             "variant": cfg.method.variant,
@@ -121,7 +119,7 @@ def scoring_record(cfg: Any, spec: specs.ScorerSpec, staged: Staged, table: pa.T
             "render": asdict(spec.render),
             "device": spec.model.device,
         },
-        "approx_tokens_scored": tokens,
+        "approx_tokens_scored": int(tokens),
     }
 
 
@@ -197,10 +195,17 @@ def near_copies(table: pa.Table) -> np.ndarray:
 def select_ifd(table: pa.Table, sel: IFDSelection) -> tuple[pa.Table, Selection, dict[str, Any]]:
     """Apply the IFD selection to a complete, position-sorted score table."""
     sel.check()
-    k = resolve_budget(sel.budget, table.num_rows)
     score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
-    errored = tables.errored(table)
-    copies = near_copies(table)  # a run with dedup=semantic (Cherry) keeps its near-copies out
+    result, info = select_scores(score, tables.errored(table), near_copies(table), sel)
+    return tables.with_columns(table, {OUTCOME: result.outcome.astype(str)}), result, info
+
+
+def select_scores(
+    score: np.ndarray, errored: np.ndarray, copies: np.ndarray, sel: IFDSelection
+) -> tuple[Selection, dict[str, Any]]:
+    """The IFD selection on per-row arrays (the score named by ``sel.score``, error and copy masks)."""
+    sel.check()
+    k = resolve_budget(sel.budget, len(score))
     result = select_top(score, errored | copies, k, sel.max_score, sel.min_score, sel.max_inclusive)
     result.outcome[copies & ~errored] = DROP_DUPLICATE
     scored = np.isfinite(score) & ~errored
@@ -229,26 +234,53 @@ def select_ifd(table: pa.Table, sel: IFDSelection) -> tuple[pa.Table, Selection,
         log.warning("=" * 20 + " %s " + "=" * 20, info["notice"])
     elif len(result.order) < k:
         log.warning("only %d rows passed the filters for a budget of %d", len(result.order), k)
-    return tables.with_columns(table, {OUTCOME: result.outcome.astype(str)}), result, info
+    return result, info
+
+
+@dataclass
+class ReportRows:
+    """What the report needs per row (arrays, so a 10M-row run never builds a table for it)."""
+
+    score: np.ndarray
+    outcome: np.ndarray
+    length: np.ndarray
+    errored: np.ndarray
+    error: np.ndarray  # reason per row, None where valid
+
+    @classmethod
+    def of(cls, table: pa.Table, score: str) -> "ReportRows":
+        return cls(
+            table.column(score).to_numpy(zero_copy_only=False).astype(np.float64),
+            np.asarray(table.column(OUTCOME).to_pylist(), dtype=object),
+            table.column(schema.RESPONSE_TOKENS).to_numpy(),
+            tables.errored(table),
+            np.asarray(table.column(schema.ERROR).to_pylist(), dtype=object),
+        )
 
 
 def write_report(
     out: Path, table: pa.Table, sel: IFDSelection, info: dict[str, Any], seed: int, summary: dict[str, Any]
 ) -> Path:
-    score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
-    outcome = np.array(table.column(OUTCOME).to_pylist())
-    length = table.column(schema.RESPONSE_TOKENS).to_numpy()
+    """The report of a finished selection over a whole score table."""
+    return report_arrays(out, ReportRows.of(table, sel.score), sel, info, seed, summary)
+
+
+def report_arrays(
+    out: Path, rows: ReportRows, sel: IFDSelection, info: dict[str, Any], seed: int, summary: dict[str, Any]
+) -> Path:
+    score, outcome, length = rows.score, rows.outcome, rows.length
+    selected = outcome == "selected"
     hist, vs_length, outcomes = (out / name for name in PLOTS[:3])
     report.plot_histogram(score, sel.max_score, info["lowest_selected_score"], sel.score, hist)
-    report.plot_vs_length(score, length, outcome == "selected", sel.score, vs_length)
+    report.plot_vs_length(score, length, selected, sel.score, vs_length)
     report.plot_counts(info["outcomes"], "rows by outcome", outcomes)
     variant = summary.get("variant", "default")
     section, plot, _ = report.baseline_section(
         out,
         "ifd" if variant == "default" else variant,
-        np.flatnonzero(outcome == "selected"),
+        np.flatnonzero(selected),
         length,
-        ~tables.errored(table),
+        ~rows.errored,
         seed,
         score,
         sel.score,
@@ -263,7 +295,7 @@ def write_report(
             ),
         )
     ) + [plot]
-    headline, examples = report.run_examples(out, table, score, sel.score)
+    headline, examples = report.examples_html(records_shards(out), outcome, rows.error, score, sel.score)
     return report.write_report(
         out, "Winnow IFD selection", summary, imgs, info.get("notice"), [examples, section], headline
     )

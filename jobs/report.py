@@ -46,18 +46,36 @@ def plot_histogram(
     _save(plt, fig, path)
 
 
+SCATTER_POINTS = 50_000  # a scatter of more points draws for tens of seconds and shows nothing more
+
+
+def shown(mask: np.ndarray, cap: int = SCATTER_POINTS, seed: int = 0) -> np.ndarray:
+    """Rows of ``mask`` to draw: all of them up to ``cap``, else a seeded uniform sample of ``cap``."""
+    idx = np.flatnonzero(mask)
+    if len(idx) <= cap:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, cap, replace=False))
+
+
+def _sampled_note(ax: Any, shown_rows: int, total: int) -> None:
+    if shown_rows < total:
+        ax.set_title(f"{shown_rows:,} of {total:,} rows shown (uniform sample)", fontsize=8)
+
+
 def plot_vs_length(
     score: np.ndarray, length: np.ndarray, selected: np.ndarray, name: str, path: Path
 ) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ok = np.isfinite(score)
-    ax.scatter(length[ok & ~selected], score[ok & ~selected], s=6, alpha=0.5, label="not selected")
-    ax.scatter(length[ok & selected], score[ok & selected], s=8, color="orange", label="selected")
+    rest, sel = shown(ok & ~selected), shown(ok & selected)
+    ax.scatter(length[rest], score[rest], s=6, alpha=0.5, label="not selected")
+    ax.scatter(length[sel], score[sel], s=8, color="orange", label="selected")
+    _sampled_note(ax, len(rest) + len(sel), int(ok.sum()))
     ax.set_xscale("symlog")
     ax.set_xlabel("response tokens")
     ax.set_ylabel(name)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper right" if len(score) > SCATTER_POINTS else "best", fontsize=8)
     _save(plt, fig, path)
 
 
@@ -77,12 +95,14 @@ def plot_scatter(
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ok = np.isfinite(x) & np.isfinite(y)
-    ax.scatter(x[ok & ~selected], y[ok & ~selected], s=6, alpha=0.5, label="not selected")
-    ax.scatter(x[ok & selected], y[ok & selected], s=10, color="orange", label="selected")
+    rest, sel = shown(ok & ~selected), shown(ok & selected)
+    ax.scatter(x[rest], y[rest], s=6, alpha=0.5, label="not selected")
+    ax.scatter(x[sel], y[sel], s=10, color="orange", label="selected")
+    _sampled_note(ax, len(rest) + len(sel), int(ok.sum()))
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper right" if len(x) > SCATTER_POINTS else "best", fontsize=8)
     _save(plt, fig, path)
 
 
@@ -252,24 +272,26 @@ def examples_html(
 ) -> tuple[str, str]:
     """(headline tiles, example tables): the top selected rows, the rows just below the cut (the best
     ranked rows not selected), and up to ``per_reason`` rows for every drop reason, with their scores."""
-    outcome = np.asarray(outcome).astype(str)
-    error = np.array(["" if e is None else str(e) for e in error], dtype=object)
-    reason = np.where(error != "", error, outcome)
+    outcome = np.asarray(outcome, dtype=object)
+    error = np.asarray(error, dtype=object)
+    valid = np.equal(error, None)
+    reason = np.where(valid, outcome, error)
     selected = np.flatnonzero(outcome == "selected")
     top = ranked(selected, score, descending)[:n]
     # just below the cut: the best-ranked rows the budget left out (rows a filter dropped are shown under
     # their reason); a method without a budget label: every valid row not selected
     budget = np.isin(outcome, BUDGET_OUTCOMES)
-    pool = budget if budget.any() else (outcome != "selected") & (error == "")
+    pool = budget if budget.any() else (outcome != "selected") & valid
     below = ranked(np.flatnonzero(pool), score, descending)[:n]
     if score is not None:  # "just below the cut" = rows the score would have taken next
         ok = np.isfinite(np.asarray(score, dtype=np.float64)[below])
         below = below[ok]
-    kinds = sorted({r for r in reason.tolist() if r != "selected"}, key=lambda r: -int(np.sum(reason == r)))
-    by_reason = {k: np.flatnonzero(reason == k)[:per_reason] for k in kinds}
+    tally = _first_rows(reason, per_reason)
+    kinds = sorted((r for r in tally if r != "selected"), key=lambda r: -tally[r][0])
+    by_reason = {k: np.asarray(tally[k][1], dtype=np.int64) for k in kinds}
     want = np.unique(np.concatenate([top, below, *by_reason.values()]).astype(np.int64))
     texts = _texts(shards, want)
-    n_rows, n_valid = len(outcome), int(np.sum(error == ""))
+    n_rows, n_valid = len(outcome), int(valid.sum())
     headline = headline_html({
         "rows in": n_rows,
         "valid rows": n_valid,
@@ -289,11 +311,32 @@ def examples_html(
             "are listed under their reason below).</p>",
             _rows_table(below.tolist(), texts, score, score_name, reason),
         ]
-    counts = "".join(f"<li>{html.escape(k)}: {int(np.sum(reason == k))} rows</li>" for k in kinds)
+    counts = "".join(f"<li>{html.escape(k)}: {tally[k][0]} rows</li>" for k in kinds)
     parts.append(f"<h2>Why rows were not selected</h2><ul>{counts or '<li>every row was selected</li>'}</ul>")
     for k, rows in by_reason.items():
         parts += [f"<h3>{html.escape(k)}</h3>", _rows_table(rows.tolist(), texts, score, score_name, reason)]
     return headline, "".join(parts)
+
+
+def _first_rows(reason: np.ndarray, keep: int) -> dict[str, tuple[int, list[int]]]:
+    """Per distinct reason (as str): (rows with it, its first ``keep`` row indices), in one pass that
+    stops once every reason has its examples."""
+    from collections import Counter
+
+    values = reason.tolist()
+    counts: dict[str, int] = {}
+    for value, n in Counter(values).items():
+        counts[str(value)] = counts.get(str(value), 0) + n
+    first: dict[str, list[int]] = {r: [] for r in counts}
+    unfilled = len(counts)
+    for i, value in enumerate(values):
+        rows = first[str(value)]
+        if len(rows) < min(keep, counts[str(value)]):
+            rows.append(i)
+            unfilled -= len(rows) == min(keep, counts[str(value)])
+            if unfilled == 0:
+                break
+    return {r: (counts[r], first[r]) for r in counts}
 
 
 # ---- the baselines beside every selection (selection.baselines) ----

@@ -10,7 +10,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -112,6 +112,24 @@ def load_embeddings(emb_dir: Path, n_shards: int) -> np.ndarray:
     """All shards' embeddings in position order (``[n, d]`` float16); the shards must be complete."""
     parts = [np.load(emb_dir / f"part-{k:05d}.npy") for k in range(n_shards)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float16)
+
+
+def iter_shards(d: Path, bounds: list[tuple[int, int]], columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Every shard's results in order, one at a time, each checked to hold exactly its input rows
+    (positions ``start .. start+rows-1`` in order, ``bounds[k] = (start, rows)``); a missing or
+    inconsistent shard is a loud error (checked for all shards before the first is read)."""
+    missing = sorted(set(range(len(bounds))) - done_shards(d))
+    if missing:
+        raise RuntimeError(f"score shards {missing[:10]} are not complete; refusing to merge")
+    for k, (start, rows) in enumerate(bounds):
+        t = pq.read_table(d / f"part-{k:05d}.parquet", columns=columns)
+        pos = t.column(schema.POSITION).to_numpy()
+        if len(pos) != rows or not np.array_equal(pos, np.arange(start, start + rows)):
+            raise RuntimeError(
+                f"score shard {k} holds {len(pos)} rows for input rows {start}..{start + rows - 1} "
+                f"(missing or duplicated positions); refusing to merge"
+            )
+        yield t
 
 
 def load_all(d: Path, n_shards: int) -> pa.Table:

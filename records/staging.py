@@ -35,6 +35,7 @@ from records.readers import (
     reading,
 )
 from records import schema
+from records.first_seen import FirstSeen
 from records.tables import read_positions
 from records.writers import write_parquet
 
@@ -181,34 +182,33 @@ def stage_input(
     shutil.rmtree(rec_dir, ignore_errors=True)  # never mix shards of an earlier input
     rec_dir.mkdir(parents=True, exist_ok=True)
     staged = Staged([], 0, digest, info.format, rows_per_shard=size)
-    seen: dict[str, int] = {}
+    seen = FirstSeen(info.n_rows)
     buf: list[Row] = []
-    ids: list[str] = []
     for row in iter_input(path, read_fmt):
         if limit and row.position >= limit:
             break
-        row = normalise(row, Fields() if fields is None else fields)
-        rid = content_hash(row)
-        if rid in seen:
-            if drop_duplicates and not row.error:
-                row.error = f"{schema.E_DUPLICATE}:{seen[rid]}"
-            rid = f"{rid}-{row.position}"  # ids stay unique per input row
-        else:
-            seen[rid] = row.position
-        staged.errors[(row.error or "ok").split(":")[0]] += 1
-        buf.append(row)
-        ids.append(rid)
+        buf.append(normalise(row, Fields() if fields is None else fields))
         if len(buf) == size:
-            _flush(staged, rec_dir, buf, ids)
-            buf, ids = [], []
+            _flush(staged, rec_dir, buf, seen, drop_duplicates)
+            buf = []
     if buf:
-        _flush(staged, rec_dir, buf, ids)
+        _flush(staged, rec_dir, buf, seen, drop_duplicates)
     staged.n_rows = sum(staged.errors.values())
     log.info("staged %d rows (%s) into %d shards of <= %d rows", staged.n_rows, info.format, len(staged.shards), size)
     return staged
 
 
-def _flush(staged: Staged, rec_dir: Path, rows: list[Row], ids: list[str]) -> None:
+def _flush(staged: Staged, rec_dir: Path, rows: list[Row], seen: FirstSeen, drop_duplicates: bool) -> None:
+    """Id every row (its content hash; a repeat gets ``-<position>`` so ids stay unique and, with
+    ``drop_duplicates``, the ``duplicate:<first position>`` reason), count outcomes, write the shard."""
+    ids = [content_hash(r) for r in rows]
+    first = seen.first(ids, np.array([r.position for r in rows]))
+    for i, (row, f) in enumerate(zip(rows, first.tolist())):
+        if f != row.position:
+            if drop_duplicates and not row.error:
+                row.error = f"{schema.E_DUPLICATE}:{f}"
+            ids[i] = f"{ids[i]}-{row.position}"
+        staged.errors[(row.error or "ok").split(":")[0]] += 1
     staged.bounds.append((rows[0].position, len(rows)))
     staged.shards.append(_write(rec_dir, len(staged.shards), rows, ids))
 

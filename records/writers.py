@@ -50,21 +50,23 @@ def write_selected(
     table_path: Path | None = None,
 ) -> int:
     """Write the raw input records at ``positions`` in input order, one per line; returns the count.
-    With ``scores`` (position-sorted), each written record's id must be the id the scores hold for that
+    With ``scores`` (position-sorted score rows that include every selected position: the whole table
+    or just the selected rows), each written record's id must be the id the scores hold for that
     position, and exactly the selected rows must be written: anything else is a loud error.
     ``table_path``: the same rows as Parquet too (:func:`write_selected_table`)."""
     positions = np.sort(np.asarray(positions, dtype=np.int64))
-    want_ids = None if scores is None else np.asarray(scores.column(schema.ID).to_pylist(), dtype=object)
+    want_ids = None if scores is None else scores_at(scores, positions).column(schema.ID)
     n = 0
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for shard in sorted(shards):  # shards are position-ordered
             t = pq.read_table(shard, columns=[schema.ID, schema.POSITION, schema.RAW])
             pos = t.column(schema.POSITION).to_numpy()
-            keep = np.flatnonzero(np.isin(pos, positions))
+            lo, hi = np.searchsorted(positions, [pos[0], pos[-1] + 1]) if len(pos) else (0, 0)
+            keep = np.flatnonzero(np.isin(pos, positions[lo:hi]))
             if want_ids is not None and len(keep):
-                ids = np.asarray(t.column(schema.ID).to_pylist(), dtype=object)[keep]
-                if pos[keep].max() >= len(want_ids) or not np.array_equal(ids, want_ids[pos[keep]]):
+                ids = t.column(schema.ID).take(pa.array(keep))
+                if not ids.equals(want_ids.slice(n, len(keep))):
                     tmp.unlink(missing_ok=True)
                     raise RuntimeError(
                         f"the records in {Path(shard).parent} do not belong to these scores "
@@ -92,11 +94,20 @@ def selected_table(shards: Iterable[str], positions: np.ndarray, scores: pa.Tabl
     cols = [c for c in schema.RECORD_COLUMNS if c != schema.ERROR]
     t = tables.read_positions(list(shards), positions, cols).select(cols)
     if scores is not None:
-        at = pa.array(positions)
+        scores = scores_at(scores, positions)
         for name in scores.column_names:
             if name not in schema.RECORD_COLUMNS:
-                t = t.append_column(name, scores.column(name).take(at))
+                t = t.append_column(name, scores.column(name))
     return t
+
+
+def scores_at(scores: pa.Table, positions: np.ndarray) -> pa.Table:
+    """The rows of ``scores`` (position-sorted) at sorted ``positions``; a position it lacks is a loud error."""
+    have = scores.column(schema.POSITION).to_numpy()
+    at = np.searchsorted(have, positions)
+    if len(positions) and (at.max() >= len(have) or not np.array_equal(have[at], positions)):
+        raise RuntimeError("the scores do not hold every selected position; refusing to write the selection")
+    return scores.take(pa.array(at))
 
 
 def write_selected_table(
