@@ -2,14 +2,17 @@
 staged into Parquet shards in a fresh process each (wall time, rows/s, peak RSS of that process).
 
     python -m bench.scale [--rows 1000000] [--out bench/results/scale.json]
+    python -m bench.scale --driver --rows 1000000 10000000 [--out bench/results/scale_driver.json]
 
 No model is involved: this is what the driver does before any actor starts (count + digest pass, parse,
-id + duplicate check, shard writes).
+id + duplicate check, shard writes). ``--driver``: the whole ``jobs.ifd`` driver per size, in a fresh
+process each (``bench.scale_driver``: staging, synthetic score shards, merge, selection, outputs).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -25,11 +28,12 @@ def sentence(rng: random.Random, lo: int, hi: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
 
 
-def write_inputs(n: int, d: Path) -> tuple[Path, Path]:
-    """The same ``n`` rows as ``rows.jsonl`` and ``rows.json`` (an array), each row distinct."""
+def write_inputs(n: int, d: Path, array: bool = True) -> tuple[Path, Path]:
+    """The same ``n`` rows as ``rows.jsonl`` and ``rows.json`` (an array; skipped with ``array=False``),
+    each row distinct."""
     rng = random.Random(0)
     jl, ja = d / "rows.jsonl", d / "rows.json"
-    with open(jl, "w") as f, open(ja, "w") as g:
+    with open(jl, "w") as f, open(ja if array else os.devnull, "w") as g:
         g.write("[\n")
         for i in range(n):
             rec = {"instruction": f"{sentence(rng, 4, 14)} #{i}", "input": sentence(rng, 0, 8) if i % 3 else "",
@@ -60,11 +64,35 @@ def stage(path: Path, fmt: str, out: Path) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def driver(sizes: list[int], out: str) -> None:
+    """``bench.scale_driver`` per size, each on its own freshly written JSONL input."""
+    res: dict = {"sizes": {}}
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            jl, _ = write_inputs(n, d, array=False)
+            r = subprocess.run([sys.executable, "-m", "bench.scale_driver", str(jl), str(d / "run")],
+                               capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+            res["sizes"][str(n)] = {"input_mb": round(jl.stat().st_size / 2**20),
+                                    **json.loads(r.stdout.strip().splitlines()[-1])}
+            print(json.dumps(res["sizes"][str(n)]), flush=True)
+    rss = [v["peak_rss_mb"] for v in res["sizes"].values()]
+    res["rss_ratio_last_to_first"] = round(rss[-1] / rss[0], 2)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--out", default="bench/results/scale.json")
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--driver", action="store_true", help="the whole jobs.ifd driver per size")
+    ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.driver:
+        driver(a.rows, a.out or "bench/results/scale_driver.json")
+        return
+    a.rows, a.out = a.rows[0], a.out or "bench/results/scale.json"
     res: dict = {"rows": a.rows}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
