@@ -3,6 +3,7 @@ staged into Parquet shards in a fresh process each (wall time, rows/s, peak RSS 
 
     python -m bench.scale [--rows 1000000] [--out bench/results/scale.json]
     python -m bench.scale --driver --rows 1000000 10000000 [--out bench/results/scale_driver.json]
+    python -m bench.scale --kb --rows 1000000 [--out bench/results/scale_kb.json]
 
 No model is involved: this is what the driver does before any actor starts (count + digest pass, parse,
 id + duplicate check, shard writes). ``--driver``: the whole ``jobs.ifd`` driver per size, in a fresh
@@ -64,14 +65,14 @@ def stage(path: Path, fmt: str, out: Path) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def driver(sizes: list[int], out: str) -> None:
-    """``bench.scale_driver`` per size, each on its own freshly written JSONL input."""
+def driver(sizes: list[int], out: str, module: str = "bench.scale_driver") -> None:
+    """``module`` (a child that prints one JSON line) per size, each on its own freshly written JSONL input."""
     res: dict = {"sizes": {}}
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
             jl, _ = write_inputs(n, d, array=False)
-            r = subprocess.run([sys.executable, "-m", "bench.scale_driver", str(jl), str(d / "run")],
+            r = subprocess.run([sys.executable, "-m", module, str(jl), str(d / "run")],
                                capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=True)
             res["sizes"][str(n)] = {"input_mb": round(jl.stat().st_size / 2**20),
                                     **json.loads(r.stdout.strip().splitlines()[-1])}
@@ -87,10 +88,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--driver", action="store_true", help="the whole jobs.ifd driver per size")
+    ap.add_argument("--kb", action="store_true", help="the whole jobs.kb_build per size")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.driver:
         driver(a.rows, a.out or "bench/results/scale_driver.json")
+        return
+    if a.kb:
+        driver(a.rows, a.out or "bench/results/scale_kb.json", "bench.scale_kb")
         return
     a.rows, a.out = a.rows[0], a.out or "bench/results/scale.json"
     res: dict = {"rows": a.rows}

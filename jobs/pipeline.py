@@ -135,9 +135,11 @@ def run_stage(
     cfg: Any,
     label: str,
     emb_dir: Path | None = None,
+    emb_dtype: Any = np.float16,
 ) -> tuple[int, int]:
     """Run ``actor_cls(spec, threads)`` over every shard without a completion record in ``shard_dir``
-    and commit each shard as it completes; returns (shards reused, shards processed)."""
+    and commit each shard as it completes (embeddings, if any, as ``emb_dtype`` under ``emb_dir``);
+    returns (shards reused, shards processed)."""
     from jobs.crash_guard import JOURNAL_DIR
     from records import shards
 
@@ -147,7 +149,7 @@ def run_stage(
     todo = [k for k in range(len(items)) if k not in done]
     if done:
         log.info("resuming: %d of %d shards already done in %s", len(done), len(items), shard_dir)
-    collector = shards.ShardCollector(shard_dir, bounds, todo, emb_dir)
+    collector = shards.ShardCollector(shard_dir, bounds, todo, emb_dir, emb_dtype)
     if todo:
         init_ray(cfg.cluster, bool(cfg.get("verbose", False)))
         n_todo = sum(bounds[k][1] for k in todo)

@@ -61,8 +61,8 @@ def done_shards(d: Path) -> set[int]:
     return {int(p.name.split("-")[1].split(".")[0]) for p in d.glob("part-*.done")}
 
 
-def write_shard(d: Path, k: int, table: pa.Table, emb_dir: Path | None = None) -> None:
-    """Commit shard ``k``: embeddings (float16 ``.npy``, when the table has an ``emb`` column) and
+def write_shard(d: Path, k: int, table: pa.Table, emb_dir: Path | None = None, emb_dtype: Any = np.float16) -> None:
+    """Commit shard ``k``: embeddings (``emb_dtype`` ``.npy``, when the table has an ``emb`` column) and
     Parquet via temp name + rename, then the completion record (with the Ray nodes that produced the
     rows, when the table carries a ``_node_id`` column)."""
     nodes: list[str] = []
@@ -73,7 +73,7 @@ def write_shard(d: Path, k: int, table: pa.Table, emb_dir: Path | None = None) -
         if emb_dir is None:
             raise ValueError("an embedding column arrived but no embedding directory was given")
         emb_dir.mkdir(parents=True, exist_ok=True)
-        save_npy(emb_matrix(table.column(schema.EMB)).astype(np.float16), emb_dir / f"part-{k:05d}.npy")
+        save_npy(emb_matrix(table.column(schema.EMB)).astype(emb_dtype), emb_dir / f"part-{k:05d}.npy")
         table = table.drop_columns([schema.EMB])
     write_parquet(table, d / f"part-{k:05d}.parquet")
     write_json({"rows": table.num_rows, **({"nodes": nodes} if nodes else {})}, d / f"part-{k:05d}.done")
@@ -146,10 +146,12 @@ class ShardCollector:
     shard as soon as all its rows are in. ``bounds[k] = (first position, rows)``."""
 
     def __init__(
-        self, d: Path, bounds: list[tuple[int, int]], pending: list[int], emb_dir: Path | None = None
+        self, d: Path, bounds: list[tuple[int, int]], pending: list[int], emb_dir: Path | None = None,
+        emb_dtype: Any = np.float16,
     ) -> None:
         self.d = d
         self.emb_dir = emb_dir
+        self.emb_dtype = emb_dtype
         self.bounds = bounds
         self.starts = np.array([b[0] for b in bounds])
         self.parts: dict[int, list[pa.Table]] = {k: [] for k in pending}
@@ -167,7 +169,7 @@ class ShardCollector:
                 err = table.schema.get_field_index(schema.ERROR)  # all-None batches arrive as type null
                 if err >= 0:
                     table = table.set_column(err, schema.ERROR, table.column(err).cast(pa.string()))
-                write_shard(self.d, k, table, self.emb_dir)
+                write_shard(self.d, k, table, self.emb_dir, self.emb_dtype)
 
     def finish(self) -> None:
         if self.parts:

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from records.writers import save_npy, write_json, write_parquet
+from records.writers import save_npy, write_json
 from retrieval.kb import KB_ID
 
 MANIFEST = "manifest.json"
@@ -29,16 +28,11 @@ CENTER = "center.npy"
 INDEX = "index.faiss"
 
 
-def save(out: Path, rows: pa.Table, emb: np.ndarray, center: np.ndarray | None, index: Any,
-         manifest: dict[str, Any]) -> None:
-    """Write every file under a temporary name first; the manifest goes last (it marks completion)."""
+def finish(out: Path, center: np.ndarray | None, index: Any, manifest: dict[str, Any]) -> None:
+    """Complete an artifact whose ``rows.parquet`` and ``embeddings.npy`` are already in place (a
+    streamed build): the centre, the index, then the manifest, which marks completion."""
     import faiss
 
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
-    write_parquet(rows, out / ROWS)
-    save_npy(emb.astype(np.float16), out / EMBEDDINGS)
     if center is not None:
         save_npy(center.astype(np.float32), out / CENTER)
     else:

@@ -24,20 +24,44 @@ def resolve_index_type(index_type: str, n: int) -> str:
     return index_type
 
 
-def build_index(E: np.ndarray, index_type: str = "auto", nlist: int | None = None, seed: int = 0) -> Any:
-    """A faiss inner-product index over the rows of ``E`` (normalised here)."""
+TRAIN_PER_LIST = 40  # training vectors per inverted list (faiss warns below 39)
+
+
+def default_nlist(n: int) -> int:
+    return max(1, min(int(4 * np.sqrt(n)), n // 39 or 1))
+
+
+def empty_index(d: int, n: int, index_type: str = "auto", nlist: int | None = None, seed: int = 0) -> Any:
+    """An untrained faiss inner-product index for ``n`` vectors of dimension ``d``."""
     import faiss
 
+    if resolve_index_type(index_type, n) == "flat":
+        return faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, int(nlist or default_nlist(n)), faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    return index
+
+
+def training_rows(index: Any, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted rows an IVF index trains on: all rows up to ``TRAIN_PER_LIST`` per list, else a seeded
+    uniform sample of that many (a flat index trains on none)."""
+    if not hasattr(index, "nlist"):
+        return np.zeros(0, dtype=np.int64)
+    want = TRAIN_PER_LIST * int(index.nlist)
+    if n <= want:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, want, replace=False))
+
+
+def build_index(E: np.ndarray, index_type: str = "auto", nlist: int | None = None, seed: int = 0) -> Any:
+    """A faiss inner-product index over the rows of ``E`` (normalised here); an IVF index is trained on
+    :func:`training_rows` (as the streamed build in ``retrieval.build`` does)."""
     X = np.ascontiguousarray(normalise(E), dtype=np.float32)
     n, d = X.shape
-    kind = resolve_index_type(index_type, n)
-    if kind == "flat":
-        index = faiss.IndexFlatIP(d)
-    else:
-        nlist = int(nlist or max(1, min(int(4 * np.sqrt(n)), n // 39 or 1)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.train(X)
+    index = empty_index(d, n, index_type, nlist, seed)
+    train = training_rows(index, n, seed)
+    if len(train):
+        index.train(X[train])
     index.add(X)
     return index
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
+from records.first_seen import FirstSeen
 from records.readers import Fields, Row, content_hash, normalise
 from records.staging import iter_input
 from records import schema
@@ -64,20 +67,51 @@ def read_kb(path: Path, fmt: str, fields: Fields, text_field: str = "text",
             limit: int | None = None) -> KBRead:
     """All usable KB rows of ``path`` (exact duplicates kept once), with rejection counts."""
     out = KBRead([], {}, [])
-    seen: set[str] = set()
+    for chunk in iter_kb(path, fmt, fields, text_field, limit, out):
+        out.rows.extend(chunk)
+    return out
+
+
+def iter_kb(path: Path, fmt: str, fields: Fields, text_field: str, limit: int | None, tally: KBRead,
+            chunk: int = 4096) -> Iterator[list[dict[str, object]]]:
+    """The usable KB rows of ``path`` in chunks of up to ``chunk`` (exact duplicates kept once, checked
+    in a compact first-seen index); rejections are counted into ``tally`` as they are met."""
+    seen = FirstSeen(chunk)
+    buf: list[dict[str, object]] = []
+    met = [0]  # usable rows met so far (their running number is what the first-seen index records)
+
+    def reject(position: int, reason: str) -> None:
+        key = reason.split(":")[0]
+        tally.rejected[key] = tally.rejected.get(key, 0) + 1
+        if len(tally.examples) < 20:
+            tally.examples.append((position, reason))
+
+    def flush() -> list[dict[str, object]]:
+        own = np.arange(met[0], met[0] + len(buf))
+        met[0] += len(buf)
+        first = seen.first([str(r[KB_ID]) for r in buf], own)
+        kept = []
+        for r, f, mine in zip(buf, first.tolist(), own.tolist()):
+            if f != mine:
+                reject(int(r[schema.POSITION]), schema.E_DUPLICATE)  # type: ignore[arg-type]
+            else:
+                kept.append(r)
+        return kept
+
     for row in _rows(path, fmt, limit):
         r = kb_row(row, fields, text_field)
-        if isinstance(r, dict) and r[KB_ID] in seen:
-            r = schema.E_DUPLICATE
         if isinstance(r, str):
-            reason = r.split(":")[0]
-            out.rejected[reason] = out.rejected.get(reason, 0) + 1
-            if len(out.examples) < 20:
-                out.examples.append((row.position, r))
+            reject(row.position, r)
             continue
-        seen.add(str(r[KB_ID]))
-        out.rows.append(r)
-    return out
+        buf.append(r)
+        if len(buf) == chunk:
+            kept, buf = flush(), []
+            if kept:
+                yield kept
+    if buf:
+        kept = flush()
+        if kept:
+            yield kept
 
 
 def _rows(path: Path, fmt: str, limit: int | None) -> Iterator[Row]:
