@@ -58,27 +58,23 @@ def merge_scores(
 ) -> Merged:
     """Pass 1 over the committed shards of ``shard_dir`` (one per input shard, ``bounds[k] = (first
     position, rows)``); a missing, short or misnumbered shard is a loud error."""
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("score", "errored", "copies", "length")}
-    errors: dict[int, str] = {}
-    tokens = 0
-    for (start, _), t in zip(bounds, shards.iter_shards(shard_dir, bounds)):
+    n = sum(rows for _, rows in bounds)
+    m = Merged(np.empty(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.empty(n, dtype=np.int32), {}, 0)
+    for (start, rows), t in zip(bounds, shards.iter_shards(shard_dir, bounds)):
         t = _with_extra(t, derive, extra, start)
+        at = slice(start - bounds[0][0], start - bounds[0][0] + rows)
         err = tables.errored(t)
-        parts["score"].append(t.column(score).to_numpy(zero_copy_only=False).astype(np.float64))
-        parts["errored"].append(err)
-        parts["copies"].append(
-            t.column("duplicate_of").to_numpy(zero_copy_only=False) >= 0 if "duplicate_of" in t.column_names
-            else np.zeros(t.num_rows, dtype=bool)
-        )
+        m.score[at] = t.column(score).to_numpy(zero_copy_only=False)
+        m.errored[at] = err
+        if "duplicate_of" in t.column_names:
+            m.copies[at] = t.column("duplicate_of").to_numpy(zero_copy_only=False) >= 0
         length = t.column(schema.RESPONSE_TOKENS).to_numpy()
-        parts["length"].append(length.astype(np.int32))
-        tokens += int(length.sum() + t.column(schema.PROMPT_TOKENS).to_numpy().sum())
+        m.length[at] = length
+        m.tokens += int(length.sum() + t.column(schema.PROMPT_TOKENS).to_numpy().sum())
         if err.any():
             reasons = t.column(schema.ERROR).to_pylist()
-            errors.update({start + int(i): reasons[i] for i in np.flatnonzero(err)})
-    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-    return Merged(cat["score"], cat["errored"].astype(bool), cat["copies"].astype(bool),
-                  cat["length"].astype(np.int32), errors, tokens)
+            m.errors.update({start + int(i): reasons[i] for i in np.flatnonzero(err)})
+    return m
 
 
 def write_scores(

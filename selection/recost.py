@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from records.tables import label_counts
+from records.tables import label_counts, labels
 
 from selection.diversity import normalise, sliding_window_diverse
 from selection.fusion import fuse_ranks
@@ -61,7 +61,7 @@ class RecostResult:
 
 def eligible_rows(ifd: np.ndarray, rpe: np.ndarray, errored: np.ndarray, p: RecostParams) -> np.ndarray:
     """Per-row outcome before ranking: error, score_nan, above_max, or '' (eligible)."""
-    outcome = np.full(len(ifd), "", dtype=object)
+    outcome = labels(len(ifd), "")
     finite = np.isfinite(ifd) & np.isfinite(rpe)
     outcome[~finite] = DROP_NAN
     if p.max_score is not None:

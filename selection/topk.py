@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from records.tables import label_counts
+from records.tables import label_counts, labels
 
 KEPT = "selected"
 DROP_ERROR = "error"
@@ -35,7 +35,7 @@ def select_top(score: np.ndarray, errored: np.ndarray, k: int, max_score: float 
     ``min_score``. Ties are broken by lower row index, so the result is deterministic.
     """
     score = np.asarray(score, dtype=np.float64)
-    outcome = np.full(score.shape[0], DROP_BUDGET, dtype=object)
+    outcome = labels(score.shape[0], DROP_BUDGET)
     finite = np.isfinite(score)
     outcome[~finite] = DROP_NAN
     if max_score is not None:
@@ -45,7 +45,17 @@ def select_top(score: np.ndarray, errored: np.ndarray, k: int, max_score: float 
         outcome[finite & (score < min_score)] = DROP_BELOW
     outcome[np.asarray(errored, dtype=bool)] = DROP_ERROR
     valid = np.flatnonzero(outcome == DROP_BUDGET)
-    ranked = valid[np.lexsort((valid, -score[valid]))]
-    order = ranked[:k]
+    order = _top(score, valid, k)
     outcome[order] = KEPT
     return Selection(order=order, outcome=outcome)
+
+
+def _top(score: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best of ``valid`` rows, highest score first, ties to the lower row: a partition finds
+    the k-th best score, and only the rows at or above it are sorted (not all N)."""
+    k = max(int(k), 0)
+    if k < len(valid):
+        s = score[valid]
+        kth = np.partition(s, len(s) - k)[len(s) - k] if k else np.inf
+        valid = valid[s >= kth]  # every row that can make the cut, ties at the k-th score included
+    return valid[np.lexsort((valid, -score[valid]))][:k]
