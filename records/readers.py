@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from records import schema
-from records.json_array import JsonArraySplitter
+from records.json_array import UNPARSED, JsonArraySplitter
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +165,25 @@ JSON_CHUNK = 1 << 24
 def json_array_elements(path: Path) -> Iterator[str]:
     """The element texts of the JSON array in ``path``, streamed (BOM skipped; a bad byte spoils only
     its own element, which then holds a surrogate escape). A file that is no array is one clear error."""
+    for text, _ in json_array_values(path):
+        yield text
+
+
+def json_array_values(path: Path) -> Iterator[tuple[str, Any]]:
+    """(element text, its parsed value or ``json_array.UNPARSED``) for every element of ``path``."""
     decode = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode
     splitter = JsonArraySplitter()
     try:
         with open_input(path) as f:
             chunk = f.read(JSON_CHUNK).removeprefix(BOM)
             while chunk:
-                yield from splitter.feed(decode(chunk))
+                for el in splitter.feed(decode(chunk)):
+                    yield el, splitter.value
                 chunk = f.read(JSON_CHUNK)
-            yield from splitter.feed(decode(b"", final=True))
-            yield from splitter.close()
+            for el in splitter.feed(decode(b"", final=True)):
+                yield el, splitter.value
+            for el in splitter.close():
+                yield el, UNPARSED
     except ValueError as e:
         raise ValueError(
             f"{path}: {e}; use JSON lines, or data.format=jsonl if it holds one record per line"
@@ -182,14 +191,17 @@ def json_array_elements(path: Path) -> Iterator[str]:
 
 
 def _iter_json_array(path: Path) -> Iterator[Row]:
-    for i, el in enumerate(json_array_elements(path)):
+    for i, (el, value) in enumerate(json_array_values(path)):
         try:
             el.encode("utf-8")
         except UnicodeEncodeError:
             raw = el.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             yield Row(i, raw, error=schema.E_BAD_UTF8)
             continue
-        rec, err, _ = parse_record(el)
+        if value is UNPARSED or _SURROGATE_ESCAPE.search(el):
+            rec, err, _ = parse_record(el)
+        else:  # parsed once already, by the splitter's fast path (same decoder, no NaN/Infinity)
+            rec, err = value, None
         yield Row(i, el if err else to_json_line(rec), rec, err)
 
 

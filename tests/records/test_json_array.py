@@ -6,7 +6,7 @@ import random
 import pytest
 
 from records import readers
-from records.json_array import JsonArraySplitter, split_json_array
+from records.json_array import UNPARSED, JsonArraySplitter, split_json_array
 
 
 def pieces(text, size):
@@ -50,3 +50,26 @@ def test_file_reader_streams_in_chunks(tmp_path, monkeypatch):
     with gzip.open(path, "wb") as f:
         f.write(b"\xef\xbb\xbf" + json.dumps(recs, ensure_ascii=False).encode())
     assert [json.loads(e) for e in readers.json_array_elements(path)] == recs
+
+
+def test_fast_and_tokenizer_paths_give_the_same_elements() -> None:
+    """Elements the C decoder reads and elements the tokenizer reads (damaged, NaN, empty between
+    commas, cut by the piece boundary) come out in order with the same text, at any piece size."""
+    text = ('[ {"a": [1, {"b": "x,]"}]} , {"bad": } ,, NaN, {"n": NaN}, "s\\"q" ,\n {"c": "\\u00e9"}, 3.5e2 ,'
+            '{"deep": [[[]]]}  ]')
+    want = ['{"a": [1, {"b": "x,]"}]}', '{"bad": }', "", "NaN", '{"n": NaN}', '"s\\"q"', '{"c": "\\u00e9"}',
+            "3.5e2", '{"deep": [[[]]]}']
+    assert list(split_json_array(text)) == want
+    for size in (1, 2, 3, 7, 16):
+        sp, out = JsonArraySplitter(), []
+        for i in range(0, len(text), size):
+            out += list(sp.feed(text[i:i + size]))
+        out += list(sp.close())
+        assert out == want, size
+
+
+def test_fast_path_keeps_the_parsed_value() -> None:
+    sp = JsonArraySplitter()
+    got = [(el, sp.value) for el in sp.feed('[{"a": 1}, {"b": }, 2]')]
+    assert got[0] == ('{"a": 1}', {"a": 1}) and got[2] == ("2", 2)
+    assert got[1][1] is UNPARSED  # the damaged element came through the tokenizer

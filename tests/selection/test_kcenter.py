@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from selection.kcenter import kcenter_greedy
 
@@ -62,3 +63,12 @@ def test_k_at_least_n_returns_everything_with_nan_and_duplicates():
     assert np.isfinite(r.radius).all() and r.radius[4] == 0.0  # all finite rows covered
     few = kcenter_greedy(X, 3, seed=0)
     assert 3 not in few.order.tolist() and len(set(few.order.tolist())) == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_picks_equal_cpu():
+    X = np.random.default_rng(3).normal(size=(3000, 32)).astype(np.float32)
+    cpu = kcenter_greedy(X, 60, seed=1)
+    gpu = kcenter_greedy(X, 60, seed=1, device="cuda")
+    assert gpu.order.tolist() == cpu.order.tolist()
+    np.testing.assert_allclose(gpu.radius, cpu.radius, rtol=1e-4)
