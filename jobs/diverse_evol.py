@@ -75,6 +75,13 @@ def last_round(out: Path) -> int:
     return max(done) if done else -1
 
 
+def kcenter_device(cfg: Any) -> str:
+    """k-center runs in the driver: on its GPU when the job runs on CUDA and the driver has one."""
+    import torch
+
+    return "cuda" if settings.device(cfg) == "cuda" and torch.cuda.is_available() else "cpu"
+
+
 def record_errors(staged: Staged) -> pa.ChunkedArray:
     """The staged rows' error reasons, in position order (null = valid row)."""
     return tables.shard_columns(staged.shards, [schema.ERROR]).column(schema.ERROR)
@@ -138,7 +145,8 @@ def run_round(
     with timed(timings, "kcenter"):
         before = covering_radius(E, valid, subset)
         res = kcenter_greedy(
-            E[valid], int(cfg.evol.per_round), initial=np.searchsorted(valid, subset), seed=int(cfg.seed)
+            E[valid], int(cfg.evol.per_round), initial=np.searchsorted(valid, subset), seed=int(cfg.seed),
+            device=kcenter_device(cfg),
         )
         added = valid[res.order].tolist()
         after = float(res.radius[-1]) if len(res.radius) else before
