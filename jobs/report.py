@@ -352,7 +352,7 @@ def plot_baselines(
     plt = _plt()
     panels = 2 if score is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.4), squeeze=False)
-    series = [("pool", np.arange(len(lengths)))] + list(arms.items())
+    series = [("pool", None)] + list(arms.items())  # None: every row (no index array over the pool)
     for ax, values, label in ((axes[0][0], lengths, "response tokens"),) + (
         ((axes[0][1], score, score_name),) if score is not None else ()
     ):
@@ -362,7 +362,7 @@ def plot_baselines(
             continue
         bins = np.histogram_bin_edges(finite, bins=30)
         for name, pos in series:
-            v = v_all[np.asarray(pos, dtype=np.int64)]
+            v = finite if pos is None else v_all[np.asarray(pos, dtype=np.int64)]
             v = v[np.isfinite(v)]
             if len(v):
                 ax.hist(

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from selection.topk import top_rows
+
 from selection.coverage import entropy, nearest_selected
 from selection.kmeans import auto_clusters, kmeans
 
@@ -29,10 +31,8 @@ def random_subset(eligible: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 def longest_subset(lengths: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` eligible rows with the most response tokens, longest first (ties: lower position)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
     idx = np.flatnonzero(np.asarray(eligible, dtype=bool))
-    order = idx[np.lexsort((idx, -lengths[idx]))]
-    return order[: max(int(k), 0)].astype(np.int64)
+    return top_rows(np.asarray(lengths), idx, k).astype(np.int64)
 
 
 def baseline_subset(kind: str, lengths: np.ndarray, eligible: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -45,12 +45,12 @@ def select_top(score: np.ndarray, errored: np.ndarray, k: int, max_score: float 
         outcome[finite & (score < min_score)] = DROP_BELOW
     outcome[np.asarray(errored, dtype=bool)] = DROP_ERROR
     valid = np.flatnonzero(outcome == DROP_BUDGET)
-    order = _top(score, valid, k)
+    order = top_rows(score, valid, k)
     outcome[order] = KEPT
     return Selection(order=order, outcome=outcome)
 
 
-def _top(score: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+def top_rows(score: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` best of ``valid`` rows, highest score first, ties to the lower row: a partition finds
     the k-th best score, and only the rows at or above it are sorted (not all N)."""
     k = max(int(k), 0)
