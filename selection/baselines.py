@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from selection.topk import top_rows
-
 from selection.coverage import entropy, nearest_selected
+from selection.topk import top_rows
 from selection.kmeans import auto_clusters, kmeans
 
 BASELINES = ("random", "longest")
