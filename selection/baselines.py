@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from selection.coverage import entropy, nearest_selected
-from selection.topk import top_rows
 from selection.kmeans import auto_clusters, kmeans
+from selection.topk import top_rows
 
 BASELINES = ("random", "longest")
 
