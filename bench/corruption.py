@@ -34,6 +34,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = ROOT.parent / "shared" / "data" / "alpaca_data.json.gz"
 KINDS = ("swap", "numbers", "facts", "truncate")
+# the dirt real synthetic instruction sets carry (issue 18), beside the four above
+REAL_KINDS = KINDS + ("placeholder", "refusal", "unseen_media", "boilerplate")
+PLACEHOLDERS = ("N/A", "TODO", "...", "<nooutput>", "Answer: ", "[insert answer here]", "None.", "-")
+REFUSALS = (
+    "As an AI language model, I cannot {verb} that.",
+    "I'm sorry, but as an AI I am not able to {verb} this request.",
+    "As an AI, I do not have personal opinions, so I cannot {verb} this.",
+    "I apologize, but I am unable to {verb} that as it goes beyond my capabilities as an AI assistant.",
+)
+MEDIA = (
+    "Please refer to the image below for the answer.\n![diagram](https://i.imgur.com/{slug}.png)",
+    "The answer is shown in the attached chart.",
+    "See the video at https://www.youtube.com/watch?v={slug} for a full explanation.",
+    "As you can see in the picture above, {start}",
+    "Here is the completed table: https://docs.google.com/spreadsheets/d/{slug}",
+)
+BOILERPLATE = ("Thank you for your question! This is a great question and there are many factors to consider. "
+               "It depends on the situation. I hope this helps! Let me know if you have any other questions.")
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 _NUM = re.compile(r"\d+(?:\.\d+)?")
 _NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]{2,}")
@@ -64,15 +82,33 @@ def truncate(text: str) -> str | None:
     return " ".join(words[: max(1, len(words) // 3)]) if len(words) >= 12 else None
 
 
-def corrupt(pool: list[dict[str, str]], frac: float, seed: int) -> list[str | None]:
-    """Corrupt ``frac`` of ``pool`` in place; returns the corruption kind per row (None = clean)."""
+def dirt(kind: str, text: str, instruction: str, rng: random.Random) -> str | None:
+    """A response of one of the real-dirt kinds for a row (None: the kind does not apply)."""
+    slug = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10))
+    if kind == "placeholder":
+        return rng.choice(PLACEHOLDERS)
+    if kind == "refusal":
+        verb = instruction.split()[0].lower() if instruction.split() else "do"
+        return rng.choice(REFUSALS).format(verb=verb)
+    if kind == "unseen_media":
+        start = " ".join(text.split()[:12])
+        return rng.choice(MEDIA).format(slug=slug, start=start)
+    if kind == "boilerplate":
+        return BOILERPLATE
+    raise ValueError(kind)
+
+
+def corrupt(pool: list[dict[str, str]], frac: float, seed: int, kinds_used: tuple[str, ...] = KINDS
+            ) -> list[str | None]:
+    """Corrupt ``frac`` of ``pool`` in place, the kinds in turn; returns the corruption kind per row
+    (None = clean). The default kinds are the original four (so earlier figures reproduce)."""
     rng = random.Random(seed)
     names = sorted({n for r in pool for n in _NAME.findall(r["output"])})
     n_dirty = int(round(frac * len(pool)))
     order = list(range(len(pool)))
     rng.shuffle(order)
     kinds: list[str | None] = [None] * len(pool)
-    want = [KINDS[i % len(KINDS)] for i in range(n_dirty)]
+    want = [kinds_used[i % len(kinds_used)] for i in range(n_dirty)]
     candidates = iter(order)
     originals = [r["output"] for r in pool]
     for kind in want:
@@ -84,8 +120,10 @@ def corrupt(pool: list[dict[str, str]], frac: float, seed: int) -> list[str | No
                 new = alter_numbers(originals[i], rng)
             elif kind == "facts":
                 new = alter_facts(originals[i], names, rng)
-            else:
+            elif kind == "truncate":
                 new = truncate(originals[i])
+            else:
+                new = dirt(kind, originals[i], pool[i]["instruction"], rng)
             if new is not None and new != originals[i]:
                 pool[i]["output"], kinds[i] = new, kind
                 break
@@ -173,17 +211,11 @@ def start(args: argparse.Namespace) -> Path | None:
     return work
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    pool_args(ap, 400, 2000, "bench_corruption")
-    ap.add_argument("--budgets", default="0.05,0.1,0.2")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "corruption.json"))
-    ap.add_argument("--reuse", action="store_true", help="evaluate the scores already in --work (no rescoring)")
-    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.recost (e.g. kb.k=3)")
-    args = ap.parse_args()
-    work = start(args)
-    if work is None:
-        return
+def score_pool(args: argparse.Namespace, work: Path, kinds_used: tuple[str, ...] = KINDS
+               ) -> tuple[Any, np.ndarray, list[str | None], Any, dict[str, Any]]:
+    """Build the corrupted pool and its KB in ``work``, run ``jobs.kb_build`` + ``jobs.recost`` (or,
+    with ``args.reuse``, read the scores already there): (scores DataFrame, query embeddings, dirty
+    kind per row, the recost config, the setup record)."""
     from jobs import kb_build, recost
     from jobs.settings import compose
     from records.shards import load_embeddings
@@ -197,7 +229,7 @@ def main() -> None:
         timings = prev["recost_timings_s"]
     else:
         kb, pool = split(args.pool, args.kb, args.seed)
-        kinds = corrupt(pool, args.dirty, args.seed)
+        kinds = corrupt(pool, args.dirty, args.seed, kinds_used)
         (work / "kb.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kb))
         (work / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
         (work / "labels.json").write_text(json.dumps(kinds))
@@ -212,14 +244,31 @@ def main() -> None:
 
     scores = pd.read_parquet(work / "out" / "scores.parquet")
     n_shards = len(list((work / "out" / "records").glob("part-*.parquet")))
-    emb = load_embeddings(work / "out" / "embeddings", n_shards)
+    emb = load_embeddings(work / "out" / "embeddings", n_shards).astype(np.float32)
+    setup = {"pool": len(pool), "kb": len(kb), "dirty": int(sum(k is not None for k in kinds)),
+             "dirty_by_kind": {k: kinds.count(k) for k in kinds_used}, "seed": args.seed, "model": args.model,
+             "overrides": args.overrides, "kb_build_s": round(t_kb, 1), "recost_s": round(t_run, 1),
+             "recost_timings_s": timings, "kb_rows": m["rows"]}
+    return scores, emb, kinds, cfg, setup
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    pool_args(ap, 400, 2000, "bench_corruption")
+    ap.add_argument("--budgets", default="0.05,0.1,0.2")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "corruption.json"))
+    ap.add_argument("--reuse", action="store_true", help="evaluate the scores already in --work (no rescoring)")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.recost (e.g. kb.k=3)")
+    args = ap.parse_args()
+    work = start(args)
+    if work is None:
+        return
+    from jobs import recost
+
+    scores, emb, kinds, cfg, setup = score_pool(args, work)
     result = {
-        "setup": {"pool": len(pool), "kb": len(kb), "dirty": int(sum(k is not None for k in kinds)),
-                  "dirty_by_kind": {k: kinds.count(k) for k in KINDS}, "seed": args.seed, "model": args.model,
-                  "overrides": args.overrides, "kb_build_s": round(t_kb, 1), "recost_s": round(t_run, 1),
-                  "recost_timings_s": timings, "kb_rows": m["rows"]},
-        **evaluate(scores, emb.astype(np.float32), kinds, [float(b) for b in args.budgets.split(",")], args.seed,
-                   recost.params(cfg)),
+        "setup": setup,
+        **evaluate(scores, emb, kinds, [float(b) for b in args.budgets.split(",")], args.seed, recost.params(cfg)),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
