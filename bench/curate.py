@@ -40,6 +40,10 @@ GUARD_SETS: dict[str, dict[str, Any]] = {
                                           "generic_tail": 0.1},
     "kb: ifd+short+cond_tail+generic+knowledge": {"max_ifd": 1.0, "min_response_tokens": 3, "cond_tail": 0.1,
                                                  "generic_tail": 0.1, "min_rpe": 0.0},
+    # the defaults chosen from the rows above (generic_10% dropped: most of what it removes is clean)
+    "default, no KB: ifd+short+cond_tail": {"max_ifd": 1.0, "min_response_tokens": 3, "cond_tail": 0.1},
+    "default, KB: ifd+short+cond_tail+knowledge": {"max_ifd": 1.0, "min_response_tokens": 3, "cond_tail": 0.1,
+                                                  "min_rpe": 0.0},
 }
 
 

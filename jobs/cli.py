@@ -37,6 +37,7 @@ def message(e: BaseException) -> str:
 
 # command name -> (module, one line); the order is the order ``winnow --help`` lists them in
 JOBS: dict[str, tuple[str, str]] = {
+    "curate": ("jobs.curate", "the recommended pipeline: near-duplicates out, quality guards, ranking, diversity"),
     "ifd": ("jobs.ifd", "IFD / Superfiltering / Cherry-mode scoring and top-budget selection"),
     "cherry": ("jobs.cherry", "Cherry LLM with the pre-experienced model (embed, cluster, brief fine-tune, rescore)"),
     "diverse-evol": ("jobs.diverse_evol", "DiverseEvol: train, re-embed, k-center greedy, repeat"),

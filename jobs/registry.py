@@ -6,7 +6,7 @@ its config, its tests, and one line here.
 
 from __future__ import annotations
 
-from jobs import baseline, cherry, dedup, diverse_evol, ifd, rds, recost
+from jobs import baseline, cherry, curate, dedup, diverse_evol, ifd, rds, recost
 from jobs.method import Method
 
 METHODS: dict[str, Method] = {
@@ -19,6 +19,7 @@ METHODS: dict[str, Method] = {
         baseline.METHOD,
         dedup.METHOD,
         rds.METHOD,
+        curate.METHOD,
     )
 }
 

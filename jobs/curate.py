@@ -1,0 +1,287 @@
+"""The recommended pipeline: near-duplicates out, a quality guard, a ranking, diversity over the budget.
+
+    python -m jobs.curate data.path=pool.jsonl selection.budget=0.05 output_dir=out/curate
+    python -m jobs.curate data.path=pool.jsonl kb.index=kb/ selection.budget=0.05    # with a trusted KB
+
+Steps (each a config knob; ``selection.curate`` holds the math):
+1. exact repeats (staging, ``data.drop_duplicates``) and semantic near-copies (``dedup=semantic``,
+   SemDeDup over the rows' embeddings) are kept out;
+2. the quality guards (``curate.guard.*``) drop rows the scorer's own evidence marks as likely broken;
+3. the ranking (``curate.method``: ``recost``, ``longest``, ``ifd`` or ``superfilter``; ``auto`` =
+   ``recost`` when ``kb.index`` is given, else ``longest``: the measured best on ``bench.curate``,
+   where IFD's ranking picked dirty rows at twice the pool's rate);
+4. cluster-proportional sampling over the budget (``curate.diversity``; RECOST's sampler; off by
+   default: on the benchmark it doubled the dirty share of the RPE ranking's picks).
+Cost: the ranking method's own passes plus one embedding forward per row (the whole sequence, what
+dedup and diversity compare; the retrieval's query embeddings hold no response).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from jobs import dedup, ifd, recost, report, settings, skeleton, specs
+from jobs.embed import embed_resumable
+from jobs.method import Method, rank_by
+from jobs.skeleton import PoolRun, Result, timed
+from records import schema, shards, tables, writers
+from records.layout import (
+    CARD_FILE,
+    EMBEDDINGS_DIR,
+    MANIFEST_FILE,
+    RECORDS_DIR,
+    REPORT_FILE,
+    SCORES_FILE,
+    SELECTED_FILE,
+    SELECTED_TABLE,
+    SHARDS_DIR,
+)
+from records.staging import Staged
+from retrieval import artifact
+from scoring.models import model_identity
+from selection.budget import resolve_budget
+from selection.curate import GUARDS, CurateResult, DiversityParams, GuardParams, curate_select, guard_reasons
+from selection.fusion import fuse_ranks
+from selection.semdedup import DROP_DUPLICATE
+
+log = logging.getLogger(__name__)
+
+METHODS = ("auto", "recost", "longest", "ifd", "superfilter")
+# the guards read the IFD passes, so every ranking scores at least those
+PASSES = {"ifd": ("cond", "uncond"), "superfilter": ("cond", "uncond"), "longest": ("cond", "uncond"),
+          "recost": ("cond", "uncond", "know")}
+RANK_SCORE = "rank_score"  # the ranking's score per row (higher = better; NaN where not ranked)
+EMBED_DIR = "embed"  # without a KB: the row embeddings (shards + vectors) that dedup and diversity use
+PLOTS = ("outcomes.png", "rank_score_hist.png", report.BASELINES_PLOT)
+WRITES = (RECORDS_DIR, SHARDS_DIR, EMBED_DIR, recost.RETRIEVAL_DIR, EMBEDDINGS_DIR, SCORES_FILE, SELECTED_FILE,
+          SELECTED_TABLE, CARD_FILE, MANIFEST_FILE, REPORT_FILE, *PLOTS)
+
+
+def method_of(cfg: Any) -> str:
+    m = str(cfg.curate.method)
+    if m not in METHODS:
+        raise ValueError(f"unknown curate.method {m!r}; choose one of {', '.join(METHODS)}")
+    return ("recost" if cfg.kb.index else "longest") if m == "auto" else m
+
+
+def guard_params(cfg: Any) -> GuardParams:
+    g = cfg.curate.guard
+    p = GuardParams(
+        min_response_tokens=int(g.min_response_tokens or 0),
+        max_ifd=None if g.max_ifd is None else float(g.max_ifd),
+        cond_tail=None if g.cond_tail is None else float(g.cond_tail),
+        generic_tail=None if g.generic_tail is None else float(g.generic_tail),
+        min_rpe=None if g.min_rpe is None else float(g.min_rpe),
+    )
+    p.check()
+    return p
+
+
+def diversity_params(cfg: Any) -> DiversityParams:
+    s = cfg.selection
+    return DiversityParams(
+        enabled=bool(cfg.curate.diversity),
+        clusters=None if s.clusters == "auto" else int(s.clusters),
+        window=int(s.window),
+        tau=float(s.tau),
+        seed=int(cfg.seed),
+    )
+
+
+def validate(cfg: Any) -> None:
+    """Fail at start, naming the valid choices, before any expensive work."""
+    settings.validate_common(cfg)
+    settings.check_budget(cfg)
+    m = method_of(cfg)
+    settings.render_config(cfg, PASSES[m])
+    guard_params(cfg)
+    dedup.params(cfg)
+    recost.params(cfg)
+    if m == "recost" and not cfg.kb.index:
+        raise ValueError("curate.method=recost needs kb.index: a directory built by `python -m jobs.kb_build`")
+
+
+def run(cfg: Any) -> Result:
+    """Run the whole pipeline for a composed config (callable from tests without Hydra)."""
+    validate(cfg)
+    m = method_of(cfg)
+    if m == "recost":
+        return run_with_kb(cfg)
+    with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES[m]) as run:
+        spec = specs.scorer_spec(cfg, run.model_path, run.rc)
+        identity = model_identity(run.model_path, cfg.model.name)
+        with timed(run.timings, "read"):
+            sdir = shards.prepare(run.out, ifd.score_key(run, identity, spec), bool(cfg.resume))
+            staged = run.stage()
+        with timed(run.timings, "score"):
+            reused, _ = ifd.score_missing(sdir, staged, spec, specs.scorer_resources(cfg), cfg)
+        emb = embed_rows(run, staged)
+        table = tables.validate_complete(shards.load_all(sdir, len(staged.shards)), staged.n_rows)
+        table = tables.with_columns(table, ifd.derived(table))
+        return finish(run, staged, table, emb, m, {"model": identity, "shards_reused": reused})
+
+
+def run_with_kb(cfg: Any) -> Result:
+    """The pipeline ranked by RECOST: retrieval + the three passes (``jobs.recost``'s stages)."""
+    kb_dir = settings.resolve_data_path(cfg.kb.index)
+    kbm = artifact.read_manifest(kb_dir)
+    enc, enc_id = specs.encoder_spec(cfg)
+    recost.check_encoder(enc_id, kbm["encoder"])
+    with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES["recost"], [kb_dir]) as run:
+        spec = specs.scorer_spec(cfg, run.model_path, run.rc)
+        rspec = specs.retrieval_spec(cfg, enc, run.rc.template, kb_dir)
+        identity = model_identity(run.model_path, cfg.model.name)
+        with timed(run.timings, "read"):
+            skey = ifd.score_key(run, identity, spec)
+            rkey = recost.retrieval_key(skey, kbm, enc_id, rspec)
+            rdir = shards.prepare(run.out, rkey, bool(cfg.resume), recost.RETRIEVAL_DIR)
+            sdir = shards.prepare(run.out, {**skey, "retrieval": shards.run_key(rkey)}, bool(cfg.resume))
+            staged = run.stage()
+        reused = recost.run_stages(run, staged, rdir, sdir, spec, rspec)
+        emb = embed_rows(run, staged)  # the whole row, as without a KB (the queries hold no response)
+        table, _ = recost.merge(sdir, rdir, run.out / EMBEDDINGS_DIR, staged)
+        extra = {"model": identity, "kb": {"path": str(kb_dir.resolve()), "rows": kbm["rows"],
+                                           "source": kbm["source"]}, **reused}
+        return finish(run, staged, table, emb, "recost", extra)
+
+
+def embed_rows(run: PoolRun, staged: Staged) -> np.ndarray:
+    """Every row's embedding (``embed.what``: the whole sequence by default) for dedup and diversity:
+    one forward per row, resumable per shard under ``embed/``."""
+    cfg = run.cfg
+    with timed(run.timings, "embed"):
+        what, pooling = str(cfg.embed.what), str(cfg.embed.pooling)
+        espec = specs.embed_spec(cfg, run.model_path, run.rc, what, pooling)
+        key = dedup.embed_key(run, what, pooling)
+        _, emb = embed_resumable(staged, espec, specs.hf_resources(cfg), run.out / EMBED_DIR, key, cfg)
+    return emb
+
+
+def ranking(table: pa.Table, method: str, reasons: np.ndarray, p: recost.RecostParams) -> np.ndarray:
+    """The ranking's score per row, higher = better (NaN where the method cannot rank the row)."""
+    if method in ("ifd", "superfilter"):
+        return table.column("ifd_loss" if method == "ifd" else "ifd_ppl").to_numpy(zero_copy_only=False).astype(float)
+    if method == "longest":
+        return table.column(schema.RESPONSE_TOKENS).to_numpy().astype(float)
+    ifd_loss = table.column("ifd_loss").to_numpy(zero_copy_only=False).astype(float)
+    rpe = table.column(f"rpe_{p.rpe}").to_numpy(zero_copy_only=False).astype(float)
+    score = np.full(len(ifd_loss), np.nan)
+    elig = np.flatnonzero((reasons == "") & np.isfinite(ifd_loss) & np.isfinite(rpe))
+    if len(elig):
+        order, _ = fuse_ranks([ifd_loss[elig], rpe[elig]], [p.weight, 1.0 - p.weight], p.fusion,
+                              higher_is_better=[True, p.rpe == "diff"], rrf_k=p.rrf_k)
+        score[elig[order]] = -np.arange(len(elig), dtype=float)  # RECOST's fused rank, best = 0
+    return score
+
+
+def curate_table(table: pa.Table, emb: np.ndarray, cfg: Any, method: str
+                 ) -> tuple[pa.Table, CurateResult, dict[str, Any]]:
+    """Steps 1–4 over a complete, position-sorted scores table and its row-aligned embeddings."""
+    if len(emb) != table.num_rows:
+        raise RuntimeError(f"{len(emb)} embeddings for {table.num_rows} rows; refusing to select")
+    k = resolve_budget(cfg.selection.budget, table.num_rows)
+    errored = tables.errored(table)
+    removed, dd_cols = dedup.step(emb, errored, dedup.params(cfg))
+    col = lambda name: table.column(name).to_numpy(zero_copy_only=False).astype(float)  # noqa: E731
+    rpe = col("rpe_diff") if method == "recost" else None
+    reasons = guard_reasons(table.column(schema.RESPONSE_TOKENS).to_numpy(), col("cond_loss"), col("uncond_loss"),
+                            col("ifd_loss"), errored, guard_params(cfg), rpe)
+    reasons[removed & ~errored] = DROP_DUPLICATE  # step 1 before step 2: a near-copy is reported as one
+    score = ranking(table, method, reasons, recost.params(cfg))
+    result = curate_select(score, True, reasons, emb, k, diversity_params(cfg))
+    table = tables.with_columns(table, {"outcome": result.outcome.astype(str), RANK_SCORE: score,
+                                        "cluster": result.cluster, **dd_cols})
+    counts = tables.label_counts(result.outcome)
+    info = {
+        "method": method,
+        "budget_rows": k,
+        "selected": int(len(result.order)),
+        "outcomes": counts,
+        "steps": steps(table, counts),
+        "guards": guard_params(cfg).__dict__,
+        "diversity": diversity_params(cfg).__dict__,
+        "dedup": dedup.params(cfg).__dict__ if dedup.params(cfg) else None,
+    }
+    if len(result.order) < k:
+        log.warning("only %d rows passed every step for a budget of %d", len(result.order), k)
+    return table, result, info
+
+
+def steps(table: pa.Table, counts: dict[str, int]) -> list[dict[str, Any]]:
+    """Rows each step removed, in pipeline order (what the report's first table shows)."""
+    errors = tables.label_counts(
+        [e.split(":")[0] for e in table.column(schema.ERROR).to_pylist() if e is not None]
+    )
+    exact = errors.pop(schema.E_DUPLICATE, 0)
+    rows = [
+        {"step": "input errors (unreadable, missing fields, too long…)", "removed": sum(errors.values())},
+        {"step": "exact repeats (data.drop_duplicates)", "removed": exact},
+        {"step": "near-copies (dedup=semantic)", "removed": counts.get(DROP_DUPLICATE, 0)},
+        *({"step": f"guard: {g.removeprefix('guard_')}", "removed": counts.get(g, 0)} for g in GUARDS),
+        {"step": "no score (score_nan)", "removed": counts.get("score_nan", 0)},
+        {"step": "ranked below the budget", "removed": counts.get("below_budget", 0)},
+        {"step": "selected", "removed": None, "kept": counts.get("selected", 0)},
+    ]
+    return rows
+
+
+def finish(run: PoolRun, staged: Staged, table: pa.Table, emb: np.ndarray, method: str,
+           extra: dict[str, Any]) -> Result:
+    """Select, write every output, the manifest and the report."""
+    cfg, out = run.cfg, run.out
+    with timed(run.timings, "select"):
+        table, result, info = curate_table(table, emb, cfg, method)
+        writers.write_parquet(table, out / SCORES_FILE)
+        n_sel = writers.write_selected(staged.shards, result.order, out / SELECTED_FILE, table, out / SELECTED_TABLE)
+    m = run.write_manifest(staged, curate=info, selection=info, **extra)
+    write_report(out, table, result, info, emb, int(cfg.seed), {
+        "input": m["input"], "model": m["model"]["name"], "method": method,
+        "budget": f"{cfg.selection.budget} -> {info['budget_rows']} rows", "outcomes": info["outcomes"],
+        "timings_s": run.timings})
+    log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / SELECTED_FILE)
+    return Result(out, staged.n_rows, n_sel, info["outcomes"], run.timings)
+
+
+def steps_html(rows: list[dict[str, Any]]) -> str:
+    body = "".join(
+        f"<tr><td>{r['step']}</td><td>{r['removed'] if r['removed'] is not None else ''}</td>"
+        f"<td>{r.get('kept', '')}</td></tr>" for r in rows
+    )
+    return ("<h2>What each step removed</h2><table class='arms'><tr><th>step</th><th>rows removed</th>"
+            f"<th>rows kept</th></tr>{body}</table>")
+
+
+def write_report(out: Path, table: pa.Table, result: CurateResult, info: dict[str, Any], emb: np.ndarray,
+                 seed: int, summary: dict[str, Any]) -> Path:
+    score = table.column(RANK_SCORE).to_numpy(zero_copy_only=False).astype(float)
+    outcomes, hist = out / PLOTS[0], out / PLOTS[1]
+    report.plot_counts(info["outcomes"], "rows by outcome (selected / step that removed them)", outcomes)
+    report.plot_histogram(score, None, float(np.nanmin(score[result.order])) if len(result.order) else None,
+                          f"{info['method']} ranking score", hist)
+    errored = tables.errored(table)
+    section, plot, _ = report.baseline_section(
+        out, "curate", result.order, table.column(schema.RESPONSE_TOKENS).to_numpy(), ~errored, seed,
+        score, f"{info['method']} ranking score", emb, result.cluster if (result.cluster >= 0).any() else None,
+    )
+    headline, examples = report.run_examples(out, table, score, f"{info['method']} ranking score")
+    imgs = [(PLOTS[0], "rows by outcome"), (PLOTS[1], "the ranking score, with the lowest selected"), plot]
+    return report.write_report(out, "Winnow curate: dedup → guard → rank → diversity", summary, imgs, None,
+                               [steps_html(info["steps"]), examples, section], headline)
+
+
+METHOD = Method("curate", PASSES["ifd"], WRITES, rank=rank_by(RANK_SCORE, descending=True))
+
+
+def main() -> None:
+    from jobs.cli import hydra_entry
+
+    hydra_entry("curate", run)
+
+
+if __name__ == "__main__":
+    main()

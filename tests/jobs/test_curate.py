@@ -1,0 +1,100 @@
+"""jobs.curate end to end through local Ray with the tiny random model: planted repeats, near-copies,
+placeholder answers and broken lines each removed by their own step and reported; the budget met;
+deterministic; with a KB the ranking is RECOST's."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import curate, kb_build
+from jobs.settings import ROOT
+from selection.semdedup import DROP_DUPLICATE
+from tests.jobs.helpers import compose
+
+pytestmark = pytest.mark.ray
+
+SAMPLE = [json.loads(line) for line in (ROOT / "data" / "alpaca_sample.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 sample rows; then an exact repeat of row 0, a near-copy of row 1 (one word added), three
+    placeholder answers (3–5 tokens with the tiny tokenizer, EOS included; the guard's threshold is
+    set to 6 here) and a broken line."""
+    rows = [dict(r) for r in SAMPLE[:60]]
+    near = dict(SAMPLE[1], output=SAMPLE[1]["output"] + " Indeed.")
+    placeholders = [dict(SAMPLE[i], output=o) for i, o in ((2, "N/A"), (3, "TODO"), (4, "..."))]
+    p = tmp_path_factory.mktemp("curate") / "pool.jsonl"
+    lines = [json.dumps(r) for r in rows + [SAMPLE[0], near] + placeholders] + ["{broken"]
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def cfg_for(pool: Path, model: Path, out: Path, *extra: str):
+    return compose("curate", [f"data.path={pool}", f"model.name={model}", f"output_dir={out}",
+                              "selection.budget=10", "model.max_length=384", "backend.batch_size=16",
+                              "dedup.threshold=0.99", "curate.guard.min_response_tokens=6", *extra])
+
+
+@pytest.fixture(scope="module")
+def run_dir(pool, tiny_model_dir, ray_local, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    curate.run(cfg_for(pool, tiny_model_dir, out))
+    return out
+
+
+def test_each_step_removes_its_planted_rows(run_dir: Path) -> None:
+    t = pq.read_table(run_dir / "scores.parquet").to_pandas()
+    assert t.position.tolist() == list(range(66))
+    assert t.error[60].startswith("duplicate:0") and t.outcome[60] == "error"    # exact repeat
+    assert t.outcome[61] == DROP_DUPLICATE and t.duplicate_of[61] == 1        # near-copy of row 1
+    assert t.outcome[62:65].tolist() == ["guard_short"] * 3                      # placeholders
+    assert t.error[65] == "malformed_json"
+    assert (t.outcome == "selected").sum() == 10
+    kept = t[t.outcome == "selected"]
+    assert kept.rank_score.notna().all() and (kept.ifd_loss < 1.0).all()         # the IFD guard held
+    assert (kept.rank_score == kept.response_tokens).all()                        # no KB: the longest
+
+
+def test_outputs_manifest_and_report(run_dir: Path) -> None:
+    m = json.loads((run_dir / "manifest.json").read_text())
+    c = m["curate"]
+    assert m["job"] == "curate" and c["method"] == "longest" and c["selected"] == 10
+    removed = sum(s["removed"] for s in c["steps"] if s["removed"] is not None)
+    assert removed + c["steps"][-1]["kept"] == 66                               # every row accounted for
+    assert len((run_dir / "selected.jsonl").read_text().splitlines()) == 10
+    html = (run_dir / "report.html").read_text()
+    assert "What each step removed" in html and "guard_short" in html and "random" in html
+
+
+def test_deterministic(pool, tiny_model_dir, run_dir, tmp_path) -> None:
+    curate.run(cfg_for(pool, tiny_model_dir, tmp_path / "again"))
+    assert (tmp_path / "again" / "selected.jsonl").read_bytes() == (run_dir / "selected.jsonl").read_bytes()
+
+
+def test_with_a_kb_the_ranking_is_recost(pool, tiny_model_dir, ray_local, tmp_path) -> None:
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text("\n".join(json.dumps(r) for r in SAMPLE[60:100]) + "\n")
+    kb_build.run(compose("kb_build", [f"kb.path={kb}", f"kb.output={tmp_path / 'kb'}", f"model.name={tiny_model_dir}"]))
+    out = tmp_path / "out"
+    res = curate.run(cfg_for(pool, tiny_model_dir, out, f"kb.index={tmp_path / 'kb'}", "curate.diversity=true"))
+    m = json.loads((out / "manifest.json").read_text())
+    t = pq.read_table(out / "scores.parquet").to_pandas()
+    assert m["curate"]["method"] == "recost" and res.n_selected == 10
+    assert "rpe_diff" in t.columns and t.outcome[62:65].tolist() == ["guard_short"] * 3
+    ranked = t[t.rank_score.notna()]
+    assert (ranked.rpe_diff >= 0).all()                                           # the knowledge guard held
+    assert (t.cluster[t.outcome == "selected"] >= 0).all()                        # diversity on: clustered
+
+
+def test_bad_method_is_one_clear_error(pool, tiny_model_dir, tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown curate.method"):
+        curate.validate(cfg_for(pool, tiny_model_dir, tmp_path / "x", "curate.method=best"))
+    with pytest.raises(ValueError, match="needs kb.index"):
+        curate.validate(cfg_for(pool, tiny_model_dir, tmp_path / "x", "curate.method=recost"))
+    curate.validate(cfg_for(pool, tiny_model_dir, tmp_path / "x", "curate.method=ifd", "curate.diversity=true"))
+    with pytest.raises(ValueError, match="needs kb.index"):
+        curate.validate(cfg_for(pool, tiny_model_dir, tmp_path / "x", "curate.method=recost"))
