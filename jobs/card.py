@@ -40,6 +40,11 @@ CITATIONS: dict[str, tuple[str, str]] = {
         "Ivison et al., Large-Scale Data Selection for Instruction Tuning, 2025 (arXiv 2503.01807)",
     ),
     "baseline": ("a baseline (no model judgement)", ""),
+    "curate": (
+        "Winnow's curated pipeline (near-copies out, quality guards, ranking)",
+        "Abbas et al., SemDeDup, arXiv 2303.09540; Li et al., From Quantity to Quality (IFD), NAACL 2024 "
+        "(arXiv 2308.12032); Zhang et al., RECOST, Findings of ACL 2024 (arXiv 2402.17355)",
+    ),
 }
 
 

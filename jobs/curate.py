@@ -219,7 +219,7 @@ def steps(table: pa.Table, counts: dict[str, int]) -> list[dict[str, Any]]:
     )
     exact = errors.pop(schema.E_DUPLICATE, 0)
     rows = [
-        {"step": "input errors (unreadable, missing fields, too long…)", "removed": sum(errors.values())},
+        {"step": "errors (unreadable input, missing fields, too long, scorer failures)", "removed": sum(errors.values())},
         {"step": "exact repeats (data.drop_duplicates)", "removed": exact},
         {"step": "near-copies (dedup=semantic)", "removed": counts.get(DROP_DUPLICATE, 0)},
         *({"step": f"guard: {g.removeprefix('guard_')}", "removed": counts.get(g, 0)} for g in GUARDS),

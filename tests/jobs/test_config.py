@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs import baseline, cherry, compare, dedup, diverse_evol, ifd, kb_build, rds, recost, settings, specs
+from jobs import baseline, cherry, compare, curate, dedup, diverse_evol, ifd, kb_build, rds, recost, settings, specs
 from jobs.train import train_params
 from jobs.settings import ROOT
 from tests.jobs.helpers import compose
@@ -47,7 +47,7 @@ def _with_arm(cfg):
 VALIDATE = {"ifd": ifd.validate, "kb_build": _with_paths(kb_build.validate), "cherry": cherry.validate,
             "diverse_evol": diverse_evol.validate, "recost": _with_paths(recost.validate),
             "baseline": baseline.validate, "dedup": dedup.validate, "rds": _with_target,
-            "compare": _with_arm}
+            "compare": _with_arm, "curate": curate.validate}
 _validate_recost = VALIDATE["recost"]
 
 
