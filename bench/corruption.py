@@ -200,6 +200,14 @@ def pool_args(ap: argparse.ArgumentParser, pool: int, kb: int, work: str) -> Non
     ap.add_argument("--work", default=str(ROOT / "out" / work))
 
 
+def scoring_args(ap: argparse.ArgumentParser, budgets: str, out: str) -> None:
+    """The options of a bench that scores the pool once (``score_pool``) and evaluates the scores."""
+    ap.add_argument("--budgets", default=budgets)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / out))
+    ap.add_argument("--reuse", action="store_true", help="evaluate the scores already in --work (no rescoring)")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.recost (e.g. kb.k=3)")
+
+
 def start(args: argparse.Namespace) -> Path | None:
     """The work directory (created), with logging on; None (and a note) when the data is absent."""
     if not ALPACA.exists():
@@ -255,10 +263,7 @@ def score_pool(args: argparse.Namespace, work: Path, kinds_used: tuple[str, ...]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     pool_args(ap, 400, 2000, "bench_corruption")
-    ap.add_argument("--budgets", default="0.05,0.1,0.2")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "corruption.json"))
-    ap.add_argument("--reuse", action="store_true", help="evaluate the scores already in --work (no rescoring)")
-    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.recost (e.g. kb.k=3)")
+    scoring_args(ap, "0.05,0.1,0.2", "corruption.json")
     args = ap.parse_args()
     work = start(args)
     if work is None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.corruption import REAL_KINDS, ROOT, auroc, pool_args, score_pool, start
+from bench.corruption import REAL_KINDS, auroc, pool_args, score_pool, scoring_args, start
 
 GUARD_SETS: dict[str, dict[str, Any]] = {
     "none": {},
@@ -62,10 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     pool_args(ap, 800, 2000, "bench_curate")
     ap.set_defaults(dirty=0.2)
-    ap.add_argument("--budgets", default="0.05,0.1")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "curate_variants.json"))
-    ap.add_argument("--reuse", action="store_true", help="evaluate the scores already in --work (no rescoring)")
-    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.recost")
+    scoring_args(ap, "0.05,0.1", "curate_variants.json")
     args = ap.parse_args()
     work = start(args)
     if work is None:

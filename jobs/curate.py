@@ -26,7 +26,6 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import dedup, ifd, recost, report, settings, skeleton, specs
-from jobs.embed import embed_resumable
 from jobs.method import Method, rank_by
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
@@ -42,11 +41,10 @@ from records.layout import (
     SHARDS_DIR,
 )
 from records.staging import Staged
-from retrieval import artifact
 from scoring.models import model_identity
 from selection.budget import resolve_budget
 from selection.curate import GUARDS, CurateResult, DiversityParams, GuardParams, curate_select, guard_reasons
-from selection.fusion import fuse_ranks
+from selection.recost import fused_order
 from selection.semdedup import DROP_DUPLICATE
 
 log = logging.getLogger(__name__)
@@ -113,13 +111,8 @@ def run(cfg: Any) -> Result:
     if m == "recost":
         return run_with_kb(cfg)
     with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES[m]) as run:
-        spec = specs.scorer_spec(cfg, run.model_path, run.rc)
         identity = model_identity(run.model_path, cfg.model.name)
-        with timed(run.timings, "read"):
-            sdir = shards.prepare(run.out, ifd.score_key(run, identity, spec), bool(cfg.resume))
-            staged = run.stage()
-        with timed(run.timings, "score"):
-            reused, _ = ifd.score_missing(sdir, staged, spec, specs.scorer_resources(cfg), cfg)
+        staged, sdir, reused, _ = ifd.stage_and_score(run, specs.scorer_spec(cfg, run.model_path, run.rc), identity)
         emb = embed_rows(run, staged)
         table = tables.validate_complete(shards.load_all(sdir, len(staged.shards)), staged.n_rows)
         table = tables.with_columns(table, ifd.derived(table))
@@ -128,38 +121,21 @@ def run(cfg: Any) -> Result:
 
 def run_with_kb(cfg: Any) -> Result:
     """The pipeline ranked by RECOST: retrieval + the three passes (``jobs.recost``'s stages)."""
-    kb_dir = settings.resolve_data_path(cfg.kb.index)
-    kbm = artifact.read_manifest(kb_dir)
-    enc, enc_id = specs.encoder_spec(cfg)
-    recost.check_encoder(enc_id, kbm["encoder"])
-    with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES["recost"], [kb_dir]) as run:
-        spec = specs.scorer_spec(cfg, run.model_path, run.rc)
-        rspec = specs.retrieval_spec(cfg, enc, run.rc.template, kb_dir)
-        identity = model_identity(run.model_path, cfg.model.name)
-        with timed(run.timings, "read"):
-            skey = ifd.score_key(run, identity, spec)
-            rkey = recost.retrieval_key(skey, kbm, enc_id, rspec)
-            rdir = shards.prepare(run.out, rkey, bool(cfg.resume), recost.RETRIEVAL_DIR)
-            sdir = shards.prepare(run.out, {**skey, "retrieval": shards.run_key(rkey)}, bool(cfg.resume))
-            staged = run.stage()
-        reused = recost.run_stages(run, staged, rdir, sdir, spec, rspec)
-        emb = embed_rows(run, staged)  # the whole row, as without a KB (the queries hold no response)
-        table, _ = recost.merge(sdir, rdir, run.out / EMBEDDINGS_DIR, staged)
-        extra = {"model": identity, "kb": {"path": str(kb_dir.resolve()), "rows": kbm["rows"],
-                                           "source": kbm["source"]}, **reused}
-        return finish(run, staged, table, emb, "recost", extra)
+    kb = recost.open_kb(cfg)
+    with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES["recost"], [kb.dir]) as run:
+        sc = recost.stage_and_score(run, kb)
+        emb = embed_rows(run, sc.staged)  # the whole row, as without a KB (the queries hold no response)
+        table, _ = recost.merge(sc.sdir, sc.rdir, run.out / EMBEDDINGS_DIR, sc.staged)
+        extra = {"model": sc.identity, "kb": {"path": str(kb.dir.resolve()), "rows": kb.manifest["rows"],
+                                              "source": kb.manifest["source"]}, **sc.reused}
+        return finish(run, sc.staged, table, emb, "recost", extra)
 
 
 def embed_rows(run: PoolRun, staged: Staged) -> np.ndarray:
     """Every row's embedding (``embed.what``: the whole sequence by default) for dedup and diversity:
     one forward per row, resumable per shard under ``embed/``."""
-    cfg = run.cfg
     with timed(run.timings, "embed"):
-        what, pooling = str(cfg.embed.what), str(cfg.embed.pooling)
-        espec = specs.embed_spec(cfg, run.model_path, run.rc, what, pooling)
-        key = dedup.embed_key(run, what, pooling)
-        _, emb = embed_resumable(staged, espec, specs.hf_resources(cfg), run.out / EMBED_DIR, key, cfg)
-    return emb
+        return dedup.embed_rows(run, staged, run.out / EMBED_DIR)[1]
 
 
 def ranking(table: pa.Table, method: str, reasons: np.ndarray, p: recost.RecostParams) -> np.ndarray:
@@ -173,8 +149,7 @@ def ranking(table: pa.Table, method: str, reasons: np.ndarray, p: recost.RecostP
     score = np.full(len(ifd_loss), np.nan)
     elig = np.flatnonzero((reasons == "") & np.isfinite(ifd_loss) & np.isfinite(rpe))
     if len(elig):
-        order, _ = fuse_ranks([ifd_loss[elig], rpe[elig]], [p.weight, 1.0 - p.weight], p.fusion,
-                              higher_is_better=[True, p.rpe == "diff"], rrf_k=p.rrf_k)
+        order = fused_order(ifd_loss[elig], rpe[elig], p)
         score[elig[order]] = -np.arange(len(elig), dtype=float)  # RECOST's fused rank, best = 0
     return score
 
@@ -185,16 +160,17 @@ def curate_table(table: pa.Table, emb: np.ndarray, cfg: Any, method: str
     if len(emb) != table.num_rows:
         raise RuntimeError(f"{len(emb)} embeddings for {table.num_rows} rows; refusing to select")
     k = resolve_budget(cfg.selection.budget, table.num_rows)
+    guards, dd, div = guard_params(cfg), dedup.params(cfg), diversity_params(cfg)
     errored = tables.errored(table)
-    removed, dd_cols = dedup.step(emb, errored, dedup.params(cfg))
+    removed, dd_cols = dedup.step(emb, errored, dd)
     col = lambda name: table.column(name).to_numpy(zero_copy_only=False).astype(float)  # noqa: E731
     rpe = col("rpe_diff") if method == "recost" else None
     reasons = guard_reasons(table.column(schema.RESPONSE_TOKENS).to_numpy(), col("cond_loss"), col("uncond_loss"),
-                            col("ifd_loss"), errored, guard_params(cfg), rpe)
+                            col("ifd_loss"), errored, guards, rpe)
     reasons[removed & ~errored] = DROP_DUPLICATE  # step 1 before step 2: a near-copy is reported as one
     score = ranking(table, method, reasons, recost.params(cfg))
-    result = curate_select(score, True, reasons, emb, k, diversity_params(cfg))
-    table = tables.with_columns(table, {"outcome": result.outcome.astype(str), RANK_SCORE: score,
+    result = curate_select(score, True, reasons, emb, k, div)
+    table = tables.with_columns(table, {"outcome": result.outcome, RANK_SCORE: score,
                                         "cluster": result.cluster, **dd_cols})
     counts = tables.label_counts(result.outcome)
     info = {
@@ -203,9 +179,9 @@ def curate_table(table: pa.Table, emb: np.ndarray, cfg: Any, method: str
         "selected": int(len(result.order)),
         "outcomes": counts,
         "steps": steps(table, counts),
-        "guards": guard_params(cfg).__dict__,
-        "diversity": diversity_params(cfg).__dict__,
-        "dedup": dedup.params(cfg).__dict__ if dedup.params(cfg) else None,
+        "guards": guards.__dict__,
+        "diversity": div.__dict__,
+        "dedup": dd.__dict__ if dd else None,
     }
     if len(result.order) < k:
         log.warning("only %d rows passed every step for a budget of %d", len(result.order), k)

@@ -124,16 +124,23 @@ def embed_key(run: PoolRun, what: str, pooling: str) -> dict[str, Any]:
     }
 
 
+def embed_rows(run: PoolRun, staged: Staged, base: Path) -> tuple[pa.Table, np.ndarray]:
+    """Every row's embedding (``embed.what``, ``embed.pooling``), resumable per shard under ``base``
+    (``base/shards``, ``base/embeddings``): the per-row table and the ``[n, hidden]`` vectors."""
+    cfg = run.cfg
+    what, pooling = str(cfg.embed.what), str(cfg.embed.pooling)
+    spec = specs.embed_spec(cfg, run.model_path, run.rc, what, pooling)
+    return embed_resumable(staged, spec, specs.hf_resources(cfg), base, embed_key(run, what, pooling), cfg)
+
+
 def run(cfg: Any) -> Result:
     with skeleton.pool_run(cfg, "dedup", WRITES, validate) as run:
         p = params(cfg)
         what, pooling = str(cfg.embed.what), str(cfg.embed.pooling)
         with timed(run.timings, "read"):
-            key = embed_key(run, what, pooling)
             staged = run.stage()
         with timed(run.timings, "embed"):
-            spec = specs.embed_spec(cfg, run.model_path, run.rc, what, pooling)
-            emb_table, E = embed_resumable(staged, spec, specs.hf_resources(cfg), run.out, key, cfg)
+            emb_table, E = embed_rows(run, staged, run.out)
         with timed(run.timings, "dedup"):
             errored = tables.errored(emb_table)
             res = apply(E, errored, p)

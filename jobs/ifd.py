@@ -66,11 +66,7 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
         with timed(t, "read"):
             staged = run.stage()
         return dry_run.finish(run, staged, spec, res)
-    with timed(t, "read"):  # refuse a mismatching resume before anything in output_dir is overwritten
-        shard_dir = shards.prepare(out, score_key(run, identity, spec), bool(cfg.resume))
-        staged = run.stage()
-    with timed(t, "score"):
-        reused, scored = score_missing(shard_dir, staged, spec, res, cfg)
+    staged, shard_dir, reused, scored = stage_and_score(run, spec, identity)
     sel = selection_settings(cfg)
     with timed(t, "select"):  # streamed shard by shard: the driver holds per-row arrays, not the table
         merged = merge.merge_scores(shard_dir, staged.bounds, sel.score, derived, extra)
@@ -108,6 +104,18 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
     )
     log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / SELECTED_FILE)
     return Result(out, staged.n_rows, n_sel, info["outcomes"], t)
+
+
+def stage_and_score(run: PoolRun, spec: specs.ScorerSpec, identity: dict[str, Any]) -> tuple[Staged, Path, int, int]:
+    """Stage the input and score every shard without a completion record: (staged, the score shard
+    directory, shards reused, shards scored)."""
+    cfg = run.cfg
+    with timed(run.timings, "read"):  # refuse a mismatching resume before anything in output_dir is overwritten
+        shard_dir = shards.prepare(run.out, score_key(run, identity, spec), bool(cfg.resume))
+        staged = run.stage()
+    with timed(run.timings, "score"):
+        reused, scored = score_missing(shard_dir, staged, spec, specs.scorer_resources(cfg), cfg)
+    return staged, shard_dir, reused, scored
 
 
 def scoring_record(cfg: Any, spec: specs.ScorerSpec, tokens: int) -> dict[str, Any]:
@@ -185,18 +193,11 @@ def selection_settings(cfg: Any, variant: str | None = None) -> IFDSelection:
     )
 
 
-def near_copies(table: pa.Table) -> np.ndarray:
-    """Rows a semantic dedup step marked as copies (``duplicate_of`` ≥ 0); none without that column."""
-    if "duplicate_of" not in table.column_names:
-        return np.zeros(table.num_rows, dtype=bool)
-    return table.column("duplicate_of").to_numpy(zero_copy_only=False) >= 0
-
-
 def select_ifd(table: pa.Table, sel: IFDSelection) -> tuple[pa.Table, Selection, dict[str, Any]]:
     """Apply the IFD selection to a complete, position-sorted score table."""
     sel.check()
     score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
-    result, info = select_scores(score, tables.errored(table), near_copies(table), sel)
+    result, info = select_scores(score, tables.errored(table), merge.near_copies(table), sel)
     return tables.with_columns(table, {OUTCOME: result.outcome.astype(str)}), result, info
 
 

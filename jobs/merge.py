@@ -45,6 +45,13 @@ class Merged:
         return out
 
 
+def near_copies(table: pa.Table) -> np.ndarray:
+    """Rows a semantic dedup step marked as copies (``duplicate_of`` ≥ 0); none without that column."""
+    if "duplicate_of" not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    return table.column("duplicate_of").to_numpy(zero_copy_only=False) >= 0
+
+
 def _with_extra(t: pa.Table, derive: Derive, extra: dict[str, np.ndarray] | None, start: int) -> pa.Table:
     cols = dict(derive(t))
     for name, values in (extra or {}).items():
@@ -66,8 +73,7 @@ def merge_scores(
         err = tables.errored(t)
         m.score[at] = t.column(score).to_numpy(zero_copy_only=False)
         m.errored[at] = err
-        if "duplicate_of" in t.column_names:
-            m.copies[at] = t.column("duplicate_of").to_numpy(zero_copy_only=False) >= 0
+        m.copies[at] = near_copies(t)
         length = t.column(schema.RESPONSE_TOKENS).to_numpy()
         m.length[at] = length
         m.tokens += int(length.sum() + t.column(schema.PROMPT_TOKENS).to_numpy().sum())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from records.layout import (
 )
 from records.staging import Staged
 from retrieval import artifact
+from retrieval.encoder import EncoderSpec
 from scoring.models import model_identity
 from selection.budget import resolve_budget
 from selection.recost import RecostParams, RecostResult, recost_select
@@ -91,33 +92,71 @@ def check_encoder(query: dict[str, Any], kb: dict[str, Any]) -> None:
         )
 
 
-def run(cfg: Any) -> Result:
-    """Run the whole RECOST job for a composed config (callable from tests without Hydra)."""
-    validate(cfg)
+@dataclass(frozen=True)
+class KB:
+    """The KB a run retrieves from: its directory, manifest, and the query encoder (checked to match)."""
+
+    dir: Path
+    manifest: dict[str, Any]
+    encoder: EncoderSpec
+    encoder_id: dict[str, Any]
+
+
+def open_kb(cfg: Any) -> KB:
+    """``kb.index`` read and checked before any run directory is claimed."""
     kb_dir = settings.resolve_data_path(cfg.kb.index)
     kbm = artifact.read_manifest(kb_dir)
     enc, enc_id = specs.encoder_spec(cfg)
     check_encoder(enc_id, kbm["encoder"])
-    with skeleton.pool_run(cfg, "recost", WRITES, validate, PASSES, [kb_dir]) as run:
-        spec = specs.scorer_spec(cfg, run.model_path, run.rc)
-        rspec = specs.retrieval_spec(cfg, enc, run.rc.template, kb_dir)
-        identity = model_identity(run.model_path, cfg.model.name)
-        with timed(run.timings, "read"):
-            skey = ifd.score_key(run, identity, spec)
-            rkey = retrieval_key(skey, kbm, enc_id, rspec)
-            rdir = shards.prepare(run.out, rkey, bool(cfg.resume), RETRIEVAL_DIR)
-            sdir = shards.prepare(run.out, {**skey, "retrieval": shards.run_key(rkey)}, bool(cfg.resume))
-            staged = run.stage()
-        reused = run_stages(run, staged, rdir, sdir, spec, rspec)
+    return KB(kb_dir, kbm, enc, enc_id)
+
+
+@dataclass
+class Scored:
+    """A run's retrieval and scoring stages, done: what the selection and the manifest need of them."""
+
+    staged: Staged
+    spec: specs.ScorerSpec
+    rspec: specs.RetrievalSpec
+    identity: dict[str, Any]
+    rdir: Path
+    sdir: Path
+    reused: dict[str, int]
+
+
+def stage_and_score(run: PoolRun, kb: KB) -> Scored:
+    """Stage the input, then retrieval and the three passes, each resumable by shard."""
+    cfg = run.cfg
+    spec = specs.scorer_spec(cfg, run.model_path, run.rc)
+    rspec = specs.retrieval_spec(cfg, kb.encoder, run.rc.template, kb.dir)
+    identity = model_identity(run.model_path, cfg.model.name)
+    with timed(run.timings, "read"):
+        skey = ifd.score_key(run, identity, spec)
+        rkey = retrieval_key(skey, kb.manifest, kb.encoder_id, rspec)
+        rdir = shards.prepare(run.out, rkey, bool(cfg.resume), RETRIEVAL_DIR)
+        sdir = shards.prepare(run.out, {**skey, "retrieval": shards.run_key(rkey)}, bool(cfg.resume))
+        staged = run.stage()
+    reused = run_stages(run, staged, rdir, sdir, spec, rspec)
+    return Scored(staged, spec, rspec, identity, rdir, sdir, reused)
+
+
+def run(cfg: Any) -> Result:
+    """Run the whole RECOST job for a composed config (callable from tests without Hydra)."""
+    validate(cfg)
+    kb = open_kb(cfg)
+    with skeleton.pool_run(cfg, "recost", WRITES, validate, PASSES, [kb.dir]) as run:
+        sc = stage_and_score(run, kb)
+        staged = sc.staged
         with timed(run.timings, "select"):
-            table, emb = merge(sdir, rdir, run.out / EMBEDDINGS_DIR, staged)
+            table, emb = merge(sc.sdir, sc.rdir, run.out / EMBEDDINGS_DIR, staged)
             table, result, info = select_table(
                 table, emb, cfg.selection.budget, params(cfg), dedup.params(cfg)
             )
             writers.write_parquet(table, run.out / SCORES_FILE)
             n_sel = writers.write_selected(staged.shards, result.order, run.out / SELECTED_FILE, table, run.out / SELECTED_TABLE)
         m = run.write_manifest(
-            staged, **manifest_fields(run, staged, identity, kbm, kb_dir, spec, rspec, info, reused)
+            staged,
+            **manifest_fields(run, staged, sc.identity, kb.manifest, kb.dir, sc.spec, sc.rspec, info, sc.reused),
         )
         write_report(run.out, table, result, info, report_summary(m, info, cfg), emb, int(cfg.seed))
         log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, run.out / SELECTED_FILE)

@@ -321,12 +321,10 @@ def examples_html(
 def _first_rows(reason: np.ndarray, keep: int) -> dict[str, tuple[int, list[int]]]:
     """Per distinct reason (as str): (rows with it, its first ``keep`` row indices), in one pass that
     stops once every reason has its examples."""
-    from collections import Counter
+    from records.tables import label_counts
 
     values = reason.tolist()
-    counts: dict[str, int] = {}
-    for value, n in Counter(values).items():
-        counts[str(value)] = counts.get(str(value), 0) + n
+    counts = label_counts(values)
     first: dict[str, list[int]] = {r: [] for r in counts}
     unfilled = len(counts)
     for i, value in enumerate(values):

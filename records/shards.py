@@ -114,13 +114,18 @@ def load_embeddings(emb_dir: Path, n_shards: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float16)
 
 
+def require_done(d: Path, n_shards: int) -> None:
+    """Every one of the ``n_shards`` shards of ``d`` has its completion record, else a loud error."""
+    missing = sorted(set(range(n_shards)) - done_shards(d))
+    if missing:
+        raise RuntimeError(f"score shards {missing[:10]} are not complete; refusing to merge")
+
+
 def iter_shards(d: Path, bounds: list[tuple[int, int]], columns: list[str] | None = None) -> Iterator[pa.Table]:
     """Every shard's results in order, one at a time, each checked to hold exactly its input rows
     (positions ``start .. start+rows-1`` in order, ``bounds[k] = (start, rows)``); a missing or
     inconsistent shard is a loud error (checked for all shards before the first is read)."""
-    missing = sorted(set(range(len(bounds))) - done_shards(d))
-    if missing:
-        raise RuntimeError(f"score shards {missing[:10]} are not complete; refusing to merge")
+    require_done(d, len(bounds))
     for k, (start, rows) in enumerate(bounds):
         t = pq.read_table(d / f"part-{k:05d}.parquet", columns=columns)
         pos = t.column(schema.POSITION).to_numpy()
@@ -134,9 +139,7 @@ def iter_shards(d: Path, bounds: list[tuple[int, int]], columns: list[str] | Non
 
 def load_all(d: Path, n_shards: int) -> pa.Table:
     """All shard results; a missing shard is a loud error."""
-    missing = sorted(set(range(n_shards)) - done_shards(d))
-    if missing:
-        raise RuntimeError(f"score shards {missing[:10]} are not complete; refusing to merge")
+    require_done(d, n_shards)
     tables = [pq.read_table(d / f"part-{k:05d}.parquet") for k in range(n_shards)]
     return pa.concat_tables(tables, promote_options="default")
 

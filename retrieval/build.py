@@ -3,7 +3,8 @@ whole embedding matrix (1M rows × 576 dims would be 2.3 GB in float32).
 
 Three passes over ``emb_dir/part-NNNNN.npy`` (raw float32, one file per KB shard, in row order):
 1. the KB mean (float64 sums), when the encoder centres;
-2. an IVF index's training sample (``retrieval.index.training_rows``), centred and normalised;
+2. an IVF index's training sample (``retrieval.index.training_rows``, read through a memory map:
+   only the sampled rows), centred and normalised;
 3. every shard centred, normalised, added to the index and appended to ``embeddings.npy`` (float16).
 """
 from __future__ import annotations
@@ -35,11 +36,11 @@ def shard_files(emb_dir: Path, n_shards: int) -> list[Path]:
     return files
 
 
-def _blocks(files: list[Path]) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, raw float32 block) per shard."""
+def _blocks(files: list[Path], mmap: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, raw block) per shard; with ``mmap`` the block is read only where it is indexed."""
     at = 0
     for f in files:
-        E = np.load(f).astype(np.float32, copy=False)
+        E = np.load(f, mmap_mode="r" if mmap else None)
         yield at, E
         at += len(E)
 
@@ -64,7 +65,8 @@ def build_from_shards(emb_dir: Path, n_shards: int, center: bool, index_type: st
     index = empty_index(d, n, index_type, nlist, seed)
     train = training_rows(index, n, seed)
     if len(train):
-        picked = [finish(E[train[(train >= at) & (train < at + len(E))] - at], mean) for at, E in _blocks(files)]
+        picked = [finish(E[train[(train >= at) & (train < at + len(E))] - at], mean)
+                  for at, E in _blocks(files, mmap=True)]
         index.train(np.ascontiguousarray(np.concatenate(picked), dtype=np.float32))
         del picked
     tmp = embeddings_path.with_name(embeddings_path.name + ".tmp")

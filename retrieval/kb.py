@@ -78,40 +78,39 @@ def iter_kb(path: Path, fmt: str, fields: Fields, text_field: str, limit: int | 
     in a compact first-seen index); rejections are counted into ``tally`` as they are met."""
     seen = FirstSeen(chunk)
     buf: list[dict[str, object]] = []
-    met = [0]  # usable rows met so far (their running number is what the first-seen index records)
-
-    def reject(position: int, reason: str) -> None:
-        key = reason.split(":")[0]
-        tally.rejected[key] = tally.rejected.get(key, 0) + 1
-        if len(tally.examples) < 20:
-            tally.examples.append((position, reason))
-
-    def flush() -> list[dict[str, object]]:
-        own = np.arange(met[0], met[0] + len(buf))
-        met[0] += len(buf)
-        first = seen.first([str(r[KB_ID]) for r in buf], own)
-        kept = []
-        for r, f, mine in zip(buf, first.tolist(), own.tolist()):
-            if f != mine:
-                reject(int(r[schema.POSITION]), schema.E_DUPLICATE)  # type: ignore[arg-type]
-            else:
-                kept.append(r)
-        return kept
-
     for row in _rows(path, fmt, limit):
         r = kb_row(row, fields, text_field)
         if isinstance(r, str):
-            reject(row.position, r)
+            _reject(tally, row.position, r)
             continue
         buf.append(r)
         if len(buf) == chunk:
-            kept, buf = flush(), []
+            kept, buf = _first_copies(buf, seen, tally), []
             if kept:
                 yield kept
-    if buf:
-        kept = flush()
-        if kept:
-            yield kept
+    kept = _first_copies(buf, seen, tally)
+    if kept:
+        yield kept
+
+
+def _reject(tally: KBRead, position: int, reason: str) -> None:
+    key = reason.split(":")[0]
+    tally.rejected[key] = tally.rejected.get(key, 0) + 1
+    if len(tally.examples) < 20:
+        tally.examples.append((position, reason))
+
+
+def _first_copies(buf: list[dict[str, object]], seen: FirstSeen, tally: KBRead) -> list[dict[str, object]]:
+    """The rows of ``buf`` whose id was not seen before (by source position); the others are rejected."""
+    own = np.array([int(r[schema.POSITION]) for r in buf], dtype=np.int64)  # type: ignore[call-overload]
+    first = seen.first([str(r[KB_ID]) for r in buf], own)
+    kept = []
+    for r, f, mine in zip(buf, first.tolist(), own.tolist()):
+        if f != mine:
+            _reject(tally, mine, schema.E_DUPLICATE)
+        else:
+            kept.append(r)
+    return kept
 
 
 def _rows(path: Path, fmt: str, limit: int | None) -> Iterator[Row]:

@@ -25,7 +25,7 @@ import numpy as np
 from records.tables import labels
 from selection.diversity import normalise, sliding_window_diverse
 from selection.kmeans import auto_clusters, kmeans
-from selection.topk import DROP_ERROR, DROP_NAN, KEPT
+from selection.topk import DROP_ERROR, DROP_NAN, KEPT, top_rows
 
 BELOW_BUDGET = "below_budget"
 GUARDS = ("guard_short", "guard_ifd", "guard_cond_tail", "guard_generic", "guard_knowledge")
@@ -112,8 +112,7 @@ def curate_select(score: np.ndarray, higher_is_better: bool, reasons: np.ndarray
     outcome = np.asarray(reasons, dtype=object).copy()
     elig = np.flatnonzero((outcome == "") & np.isfinite(score))
     outcome[(outcome == "") & ~np.isfinite(score)] = DROP_NAN
-    key = -score[elig] if higher_is_better else score[elig]
-    ranked = elig[np.lexsort((elig, key))]
+    ranked = top_rows(score if higher_is_better else -score, elig, len(elig))
     cluster = np.full(n, -1, dtype=np.int64)
     if d.enabled and emb is not None and len(ranked) > k > 0:
         E = normalise(emb[ranked])

@@ -71,6 +71,14 @@ def eligible_rows(ifd: np.ndarray, rpe: np.ndarray, errored: np.ndarray, p: Reco
     return outcome
 
 
+def fused_order(ifd: np.ndarray, rpe: np.ndarray, p: RecostParams) -> np.ndarray:
+    """Rows best first by the fused IFD (descending) and RPE (by its form) ranks, weighted by
+    ``p.weight``; ties keep the lower index."""
+    order, _ = fuse_ranks([ifd, rpe], [p.weight, 1.0 - p.weight], p.fusion,
+                          higher_is_better=[True, p.rpe == "diff"], rrf_k=p.rrf_k)
+    return order
+
+
 def recost_select(ifd: np.ndarray, rpe: np.ndarray, errored: np.ndarray, emb: np.ndarray, k: int,
                   p: RecostParams = RecostParams()) -> RecostResult:
     """Select ``k`` rows: eligibility → fused rank (IFD desc, RPE by form) → k-means clusters →
@@ -85,8 +93,7 @@ def recost_select(ifd: np.ndarray, rpe: np.ndarray, errored: np.ndarray, emb: np
     cluster = np.full(n, -1, dtype=np.int64)
     if len(elig) == 0:
         return RecostResult(np.zeros(0, dtype=np.int64), outcome.astype(str), fused_rank, cluster)
-    order_e, _ = fuse_ranks([ifd[elig], rpe[elig]], [p.weight, 1.0 - p.weight], p.fusion,
-                            higher_is_better=[True, p.rpe == "diff"], rrf_k=p.rrf_k)
+    order_e = fused_order(ifd[elig], rpe[elig], p)
     fused_rank[elig[order_e]] = np.arange(len(elig))
     E = normalise(emb[elig])
     c = p.n_clusters or auto_clusters(len(elig))
