@@ -1,6 +1,7 @@
 """Downstream benchmark: does fine-tuning on a method's 5% beat fine-tuning on a random 5%?
 
     python -m bench.compare [--pool 1000 --kb 1000 --dirty 0.1 --budget 0.05 --seed 0] [--phase runs|compare|all]
+                            [--arms recost superfilter diverse_evol ifd curate]
 
 1. The corruption benchmark's pool (``bench.corruption.split`` / ``corrupt``): ``--pool`` Alpaca rows
    from ``../shared/data`` with ``--dirty`` of their responses corrupted (swap, numbers, facts,
@@ -8,7 +9,8 @@
 2. Selections at ``--budget`` with the bundled SmolLM2-135M on CPU, every one a real Winnow run:
    ``jobs.recost`` (its cond/uncond passes are the IFD passes, so the IFD arm is the Cherry-style
    top-k of that run's ``ifd_loss`` with IFD > 1 dropped, written as a selection file),
-   ``jobs.ifd method=superfilter`` (Superfiltering) and a short ``jobs.diverse_evol``.
+   ``jobs.ifd method=superfilter`` (Superfiltering) and a short ``jobs.diverse_evol``; ``--arms`` picks
+   which, and ``curate`` adds ``jobs.curate`` at its defaults without a KB (guards + longest).
 3. ``jobs.compare`` fine-tunes the base model on each arm and on ``--random`` seeded random subsets of
    the same size (same rows, steps, lr, schedule, seed), then scores the held-out references
    (``--eval``: the bundled AlpacaEval sample) under each model and the untrained base.
@@ -72,28 +74,42 @@ def ifd_selection(recost_dir: Path, out: Path, k: int) -> Path:
     return out
 
 
+ARMS = ("recost", "superfilter", "diverse_evol", "ifd", "curate")
+
+
 def run_methods(work: Path, args: argparse.Namespace, timings: dict[str, float]) -> dict[str, str]:
-    """Every method's selection: arm name -> run directory or selection file."""
-    from jobs import diverse_evol, ifd, kb_build, recost
+    """The selection of every arm in ``args.arms``: arm name -> run directory or selection file."""
+    from jobs import curate, diverse_evol, ifd, kb_build, recost
     from jobs.settings import compose
 
     pool, model = work / "pool.jsonl", f"model.name={args.model}"
     budget = f"selection.budget={args.budget}"
-    if not (work / "kb" / "manifest.json").exists():
-        timed(timings, "kb_build", kb_build.run, compose("kb_build", [
-            f"kb.path={work / 'kb.jsonl'}", f"kb.output={work / 'kb'}", model]))
-    timed(timings, "recost", recost.run, compose("recost", [
-        f"data.path={pool}", f"kb.index={work / 'kb'}", model, f"output_dir={work / 'recost'}", budget]))
-    timed(timings, "superfilter", ifd.run, compose("ifd", [
-        f"data.path={pool}", "method=superfilter", model, f"output_dir={work / 'superfilter'}", budget]))
     k = int(round(args.budget * args.pool))
-    init = k // 2
-    timed(timings, "diverse_evol", diverse_evol.run, compose("diverse_evol", [
-        f"data.path={pool}", model, f"output_dir={work / 'diverse_evol'}", f"evol.init={init}",
-        f"evol.per_round={k - init}", "evol.rounds=1", "evol.epochs=1"]))
-    ifd_file = ifd_selection(work / "recost", work / "ifd_selected.jsonl", k)
-    return {"recost": str(work / "recost"), "superfilter": str(work / "superfilter"),
-            "diverse_evol": str(work / "diverse_evol"), "ifd": str(ifd_file)}
+    wanted, arms = set(args.arms), {}
+    if wanted & {"recost", "ifd"}:
+        if not (work / "kb" / "manifest.json").exists():
+            timed(timings, "kb_build", kb_build.run, compose("kb_build", [
+                f"kb.path={work / 'kb.jsonl'}", f"kb.output={work / 'kb'}", model]))
+        timed(timings, "recost", recost.run, compose("recost", [
+            f"data.path={pool}", f"kb.index={work / 'kb'}", model, f"output_dir={work / 'recost'}", budget]))
+        arms["recost"] = str(work / "recost")
+    if "superfilter" in wanted:
+        timed(timings, "superfilter", ifd.run, compose("ifd", [
+            f"data.path={pool}", "method=superfilter", model, f"output_dir={work / 'superfilter'}", budget]))
+        arms["superfilter"] = str(work / "superfilter")
+    if "diverse_evol" in wanted:
+        init = k // 2
+        timed(timings, "diverse_evol", diverse_evol.run, compose("diverse_evol", [
+            f"data.path={pool}", model, f"output_dir={work / 'diverse_evol'}", f"evol.init={init}",
+            f"evol.per_round={k - init}", "evol.rounds=1", "evol.epochs=1"]))
+        arms["diverse_evol"] = str(work / "diverse_evol")
+    if "curate" in wanted:  # the recommended pipeline at its defaults, without a KB (ranking: longest)
+        timed(timings, "curate", curate.run, compose("curate", [
+            f"data.path={pool}", model, f"output_dir={work / 'curate'}", budget]))
+        arms["curate"] = str(work / "curate")
+    if "ifd" in wanted:
+        arms["ifd"] = str(ifd_selection(work / "recost", work / "ifd_selected.jsonl", k))
+    return {a: arms[a] for a in ARMS if a in arms}
 
 
 def dirty_shares(work: Path, arms: dict[str, Any], kinds: list[str | None]) -> dict[str, float]:
@@ -114,6 +130,8 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=3, help="random arms (compare.random_seeds)")
     ap.add_argument("--eval", default=str(EVAL_DEFAULT), help="held-out targets (compare.eval)")
     ap.add_argument("--phase", default="all", choices=("runs", "compare", "all"))
+    ap.add_argument("--arms", nargs="+", default=["recost", "superfilter", "diverse_evol", "ifd"],
+                    choices=ARMS, help="method arms (random arms and the base model always run)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "compare.json"))
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for jobs.compare (e.g. train.lr=1e-4)")
     args = ap.parse_args()
@@ -133,10 +151,11 @@ def main() -> None:
     from jobs import compare
     from jobs.settings import compose
 
-    runs = [arms[a] for a in ("recost", "superfilter", "diverse_evol")]
+    runs = [path for arm, path in arms.items() if arm != "ifd"]
+    files = [arms["ifd"]] if "ifd" in arms else []
     cfg = compose("compare", [f"data.path={work / 'pool.jsonl'}", f"model.name={args.model}",
                               f"output_dir={work / 'compare'}", f"compare.runs=[{','.join(runs)}]",
-                              f"compare.selections=[{arms['ifd']}]", f"compare.eval=[{args.eval}]",
+                              f"compare.selections=[{','.join(files)}]", f"compare.eval=[{args.eval}]",
                               f"compare.random_seeds={args.random}", "compare.equalize=true", *args.overrides])
     summary = timed(timings, "compare", compare.run, cfg)
     trained = compare.arm_rows(work / "compare")
