@@ -1,7 +1,7 @@
 """Downstream benchmark: does fine-tuning on a method's 5% beat fine-tuning on a random 5%?
 
     python -m bench.compare [--pool 1000 --kb 1000 --dirty 0.1 --budget 0.05 --seed 0] [--phase runs|compare|all]
-                            [--arms recost superfilter diverse_evol ifd curate]
+                            [--arms recost superfilter diverse_evol ifd curate longest]
 
 1. The corruption benchmark's pool (``bench.corruption.split`` / ``corrupt``): ``--pool`` Alpaca rows
    from ``../shared/data`` with ``--dirty`` of their responses corrupted (swap, numbers, facts,
@@ -10,7 +10,8 @@
    ``jobs.recost`` (its cond/uncond passes are the IFD passes, so the IFD arm is the Cherry-style
    top-k of that run's ``ifd_loss`` with IFD > 1 dropped, written as a selection file),
    ``jobs.ifd method=superfilter`` (Superfiltering) and a short ``jobs.diverse_evol``; ``--arms`` picks
-   which, and ``curate`` adds ``jobs.curate`` at its defaults without a KB (guards + longest).
+   which, ``curate`` adds ``jobs.curate`` at its defaults without a KB (guards + longest) and
+   ``longest`` the length baseline (``jobs.baseline baseline=longest``).
 3. ``jobs.compare`` fine-tunes the base model on each arm and on ``--random`` seeded random subsets of
    the same size (same rows, steps, lr, schedule, seed), then scores the held-out references
    (``--eval``: the bundled AlpacaEval sample) under each model and the untrained base.
@@ -74,12 +75,12 @@ def ifd_selection(recost_dir: Path, out: Path, k: int) -> Path:
     return out
 
 
-ARMS = ("recost", "superfilter", "diverse_evol", "ifd", "curate")
+ARMS = ("recost", "superfilter", "diverse_evol", "ifd", "curate", "longest")
 
 
 def run_methods(work: Path, args: argparse.Namespace, timings: dict[str, float]) -> dict[str, str]:
     """The selection of every arm in ``args.arms``: arm name -> run directory or selection file."""
-    from jobs import curate, diverse_evol, ifd, kb_build, recost
+    from jobs import baseline, curate, diverse_evol, ifd, kb_build, recost
     from jobs.settings import compose
 
     pool, model = work / "pool.jsonl", f"model.name={args.model}"
@@ -107,6 +108,10 @@ def run_methods(work: Path, args: argparse.Namespace, timings: dict[str, float])
         timed(timings, "curate", curate.run, compose("curate", [
             f"data.path={pool}", model, f"output_dir={work / 'curate'}", budget]))
         arms["curate"] = str(work / "curate")
+    if "longest" in wanted:  # the length baseline (jobs.baseline): what a length-rewarding metric gives for free
+        timed(timings, "longest", baseline.run, compose("baseline", [
+            f"data.path={pool}", model, "baseline=longest", f"output_dir={work / 'longest'}", budget]))
+        arms["longest"] = str(work / "longest")
     if "ifd" in wanted:
         arms["ifd"] = str(ifd_selection(work / "recost", work / "ifd_selected.jsonl", k))
     return {a: arms[a] for a in ARMS if a in arms}

@@ -16,22 +16,21 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import dry_run, merge, report, settings, skeleton, specs
+from jobs.ifd_report import OUTCOME, PLOTS, ReportParts, report_streamed, write_report
 from jobs.method import Method, ranked_selected
 from jobs.pipeline import run_stage, shard_item
 from jobs.skeleton import PoolRun, Result, timed
-from records import schema, shards, tables, writers
+from records import shards, tables, writers
 from records.layout import CARD_FILE, RECORDS_DIR, REPORT_FILE, SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, SHARDS_DIR
-from records.staging import Staged, records_shards
+from records.staging import Staged
 from scoring.models import content_key, model_identity
 from selection.budget import resolve_budget
 from selection.scores import IFD_SCORES, ifd_columns
 from selection.semdedup import DROP_DUPLICATE
-from selection.topk import Selection, select_top
+from selection.topk import DROP_BUDGET, KEPT, Selection, row_outcomes, top_rows
 
 log = logging.getLogger(__name__)
 
-OUTCOME = "outcome"
-PLOTS = ("ifd_hist.png", "ifd_vs_length.png", "outcomes.png", report.BASELINES_PLOT)
 RESELECT_WRITES = (SCORES_FILE, SELECTED_FILE, SELECTED_TABLE, CARD_FILE, "manifest.json", REPORT_FILE, *PLOTS)
 # top-level names this job writes under output_dir (records.rundir: owned by the run, nothing else touched)
 WRITES = (RECORDS_DIR, SHARDS_DIR, *RESELECT_WRITES)
@@ -68,17 +67,13 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
         return dry_run.finish(run, staged, spec, res)
     staged, shard_dir, reused, scored = stage_and_score(run, spec, identity)
     sel = selection_settings(cfg)
-    with timed(t, "select"):  # streamed shard by shard: the driver holds per-row arrays, not the table
-        merged = merge.merge_scores(shard_dir, staged.bounds, sel.score, derived, extra)
-        result, info = select_scores(merged.score, merged.errored, merged.copies, sel)
-        chosen = merge.write_scores(shard_dir, staged.bounds, derived, extra, {OUTCOME: result.outcome},
-                                    result.order, out / SCORES_FILE)
-        n_sel = writers.write_selected(staged.shards, result.order, out / SELECTED_FILE, chosen, out / SELECTED_TABLE)
+    with timed(t, "select"):  # two streamed passes over the shards: the driver keeps O(budget), not O(rows)
+        ranked, written, info = select_streamed(run, staged, shard_dir, sel, extra)
     m = run.write_manifest(
         staged,
         model=identity,
         selection=info,
-        **scoring_record(cfg, spec, merged.tokens),
+        **scoring_record(cfg, spec, ranked.tokens),
         shards={
             "total": len(staged.shards),
             "reused": reused,
@@ -86,9 +81,9 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
             "rows_per_shard": staged.rows_per_shard,
         },
     )
-    report_arrays(
+    report_streamed(
         out,
-        ReportRows(merged.score, result.outcome, merged.length, merged.errored, merged.error_list()),
+        ReportParts(ranked, written, info["budget_rows"]),
         sel,
         info,
         int(cfg.seed),
@@ -102,6 +97,7 @@ def score_and_select(run: PoolRun, extra: dict[str, np.ndarray] | None = None) -
             "timings_s": t,
         },
     )
+    n_sel = info["selected"]
     log.info("selected %d of %d rows -> %s", n_sel, staged.n_rows, out / SELECTED_FILE)
     return Result(out, staged.n_rows, n_sel, info["outcomes"], t)
 
@@ -116,6 +112,24 @@ def stage_and_score(run: PoolRun, spec: specs.ScorerSpec, identity: dict[str, An
     with timed(run.timings, "score"):
         reused, scored = score_missing(shard_dir, staged, spec, specs.scorer_resources(cfg), cfg)
     return staged, shard_dir, reused, scored
+
+
+def select_streamed(run: PoolRun, staged: Staged, shard_dir: Path, sel: "IFDSelection",
+                    extra: dict[str, np.ndarray] | None) -> tuple[merge.Ranked, merge.Written, dict[str, Any]]:
+    """Rank (pass 1), then write scores.parquet, selected.jsonl and selected.parquet (pass 2)."""
+    sel.check()
+    k = resolve_budget(sel.budget, staged.n_rows)
+    label = lambda table: shard_outcomes(table, sel)  # noqa: E731
+    ranked = merge.rank_pass(shard_dir, staged.bounds, derived, label, k, int(run.cfg.seed), extra)
+    order = ranked.order(k)
+    show = np.concatenate([order[: report.EXAMPLE_ROWS], ranked.below(len(order))])
+    out = run.out
+    written = merge.write_pass(shard_dir, staged.bounds, derived, label, OUTCOME, order, staged.shards,
+                               merge.OutPaths(out / SCORES_FILE, out / SELECTED_FILE, out / SELECTED_TABLE),
+                               extra, show)
+    lowest = float(ranked.top["key"][: len(order)].min()) if len(order) else None
+    info = describe(sel, k, written.counts, ranked.stats["scored"], ranked.stats["above"], lowest)
+    return ranked, written, info
 
 
 def scoring_record(cfg: Any, spec: specs.ScorerSpec, tokens: int) -> dict[str, Any]:
@@ -207,12 +221,41 @@ def select_scores(
     """The IFD selection on per-row arrays (the score named by ``sel.score``, error and copy masks)."""
     sel.check()
     k = resolve_budget(sel.budget, len(score))
-    result = select_top(score, errored | copies, k, sel.max_score, sel.min_score, sel.max_inclusive)
-    result.outcome[copies & ~errored] = DROP_DUPLICATE
+    outcome = outcomes(score, errored, copies, sel)
+    order = top_rows(score, np.flatnonzero(outcome == DROP_BUDGET), k)
+    outcome[order] = KEPT
+    result = Selection(order, outcome)
+    n_scored, n_above = above_counts(score, errored, sel)
+    lowest = float(score[order].min()) if len(order) else None
+    return result, describe(sel, k, result.counts(), n_scored, n_above, lowest)
+
+
+def outcomes(score: np.ndarray, errored: np.ndarray, copies: np.ndarray, sel: IFDSelection) -> np.ndarray:
+    """Each row's outcome before the budget (row by row: a shard gives what the whole pool gives)."""
+    out = row_outcomes(score, errored | copies, sel.max_score, sel.min_score, sel.max_inclusive)
+    out[copies & ~errored] = DROP_DUPLICATE
+    return out
+
+
+def above_counts(score: np.ndarray, errored: np.ndarray, sel: IFDSelection) -> tuple[int, int]:
+    """(rows with a finite score and no error, how many of them are above ``max_score``)."""
     scored = np.isfinite(score) & ~errored
-    above = (
-        float(np.mean(score[scored] > sel.max_score)) if sel.max_score is not None and scored.any() else 0.0
-    )
+    above = int((score[scored] > sel.max_score).sum()) if sel.max_score is not None else 0
+    return int(scored.sum()), above
+
+
+def shard_outcomes(table: pa.Table, sel: IFDSelection) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """:data:`jobs.merge.Label` of the IFD selection: (score, outcome before the budget, counts)."""
+    score = table.column(sel.score).to_numpy(zero_copy_only=False).astype(np.float64)
+    errored, copies = tables.errored(table), merge.near_copies(table)
+    n_scored, n_above = above_counts(score, errored, sel)
+    return score, outcomes(score, errored, copies, sel), {"scored": n_scored, "above": n_above}
+
+
+def describe(sel: IFDSelection, k: int, counts: dict[str, int], n_scored: int, n_above: int,
+             lowest: float | None) -> dict[str, Any]:
+    """The manifest's selection record (and the warnings a user should see)."""
+    above = n_above / n_scored if sel.max_score is not None and n_scored else 0.0
     if above > sel.warn_above_fraction:
         log.warning(
             "%.0f%% of scored rows have %s > %g: the template may not suit this model "
@@ -221,85 +264,20 @@ def select_scores(
             sel.score,
             sel.max_score,
         )
+    n_sel = counts.get(KEPT, 0)
     info = {
         "budget_rows": k,
-        "selected": int(len(result.order)),
-        "outcomes": result.counts(),
+        "selected": n_sel,
+        "outcomes": counts,
         "fraction_above_max": above,
-        "lowest_selected_score": float(score[result.order].min()) if len(result.order) else None,
+        "lowest_selected_score": lowest,
     }
-    if len(result.order) == 0 and k > 0:
-        info["notice"] = EMPTY_SELECTION.format(
-            n_scored=int(scored.sum()), max_score=sel.max_score, min_score=sel.min_score
-        )
+    if n_sel == 0 and k > 0:
+        info["notice"] = EMPTY_SELECTION.format(n_scored=n_scored, max_score=sel.max_score, min_score=sel.min_score)
         log.warning("=" * 20 + " %s " + "=" * 20, info["notice"])
-    elif len(result.order) < k:
-        log.warning("only %d rows passed the filters for a budget of %d", len(result.order), k)
-    return result, info
-
-
-@dataclass
-class ReportRows:
-    """What the report needs per row (arrays, so a 10M-row run never builds a table for it)."""
-
-    score: np.ndarray
-    outcome: np.ndarray
-    length: np.ndarray
-    errored: np.ndarray
-    error: np.ndarray  # reason per row, None where valid
-
-    @classmethod
-    def of(cls, table: pa.Table, score: str) -> "ReportRows":
-        return cls(
-            table.column(score).to_numpy(zero_copy_only=False).astype(np.float64),
-            np.asarray(table.column(OUTCOME).to_pylist(), dtype=object),
-            table.column(schema.RESPONSE_TOKENS).to_numpy(),
-            tables.errored(table),
-            np.asarray(table.column(schema.ERROR).to_pylist(), dtype=object),
-        )
-
-
-def write_report(
-    out: Path, table: pa.Table, sel: IFDSelection, info: dict[str, Any], seed: int, summary: dict[str, Any]
-) -> Path:
-    """The report of a finished selection over a whole score table."""
-    return report_arrays(out, ReportRows.of(table, sel.score), sel, info, seed, summary)
-
-
-def report_arrays(
-    out: Path, rows: ReportRows, sel: IFDSelection, info: dict[str, Any], seed: int, summary: dict[str, Any]
-) -> Path:
-    score, outcome, length = rows.score, rows.outcome, rows.length
-    selected = outcome == "selected"
-    hist, vs_length, outcomes = (out / name for name in PLOTS[:3])
-    report.plot_histogram(score, sel.max_score, info["lowest_selected_score"], sel.score, hist)
-    report.plot_vs_length(score, length, selected, sel.score, vs_length)
-    report.plot_counts(info["outcomes"], "rows by outcome", outcomes)
-    variant = summary.get("variant", "default")
-    section, plot, _ = report.baseline_section(
-        out,
-        "ifd" if variant == "default" else variant,
-        np.flatnonzero(selected),
-        length,
-        ~rows.errored,
-        seed,
-        score,
-        sel.score,
-    )
-    imgs = list(
-        zip(
-            PLOTS,
-            (
-                f"{sel.score} histogram with cut lines",
-                f"{sel.score} vs response length",
-                "rows by outcome (selected / drop reason)",
-            ),
-        )
-    ) + [plot]
-    headline, examples = report.examples_html(records_shards(out), outcome, rows.error, score, sel.score)
-    return report.write_report(
-        out, "Winnow IFD selection", summary, imgs, info.get("notice"), [examples, section], headline
-    )
+    elif n_sel < k:
+        log.warning("only %d rows passed the filters for a budget of %d", n_sel, k)
+    return info
 
 
 def reselect(

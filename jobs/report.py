@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,16 @@ def _save(plt: Any, fig: Any, path: Path) -> None:
 
 
 def plot_histogram(
-    score: np.ndarray, cut: float | None, threshold: float | None, name: str, path: Path
+    score: np.ndarray, cut: float | None, threshold: float | None, name: str, path: Path,
+    total: int | None = None,
 ) -> None:
+    """``score``: every row's, or a uniform sample of ``total`` rows (the title says so)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     s = score[np.isfinite(score)]
     ax.hist(s, bins=min(60, max(10, len(s) // 5)), color="#4c72b0")
+    if total is not None:
+        _sampled_note(ax, len(score), total)
     if cut is not None:
         ax.axvline(cut, color="red", ls="--", label=f"drop above {cut:g}")
     if threshold is not None:
@@ -63,19 +68,21 @@ def _sampled_note(ax: Any, shown_rows: int, total: int) -> None:
 
 
 def plot_vs_length(
-    score: np.ndarray, length: np.ndarray, selected: np.ndarray, name: str, path: Path
+    score: np.ndarray, length: np.ndarray, selected: np.ndarray, name: str, path: Path,
+    total: int | None = None,
 ) -> None:
+    """``score`` / ``length``: every row's, or a uniform sample of ``total`` rows."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ok = np.isfinite(score)
     rest, sel = shown(ok & ~selected), shown(ok & selected)
     ax.scatter(length[rest], score[rest], s=6, alpha=0.5, label="not selected")
     ax.scatter(length[sel], score[sel], s=8, color="orange", label="selected")
-    _sampled_note(ax, len(rest) + len(sel), int(ok.sum()))
+    _sampled_note(ax, len(rest) + len(sel), int(ok.sum()) if total is None else total)
     ax.set_xscale("symlog")
     ax.set_xlabel("response tokens")
     ax.set_ylabel(name)
-    ax.legend(loc="upper right" if len(score) > SCATTER_POINTS else "best", fontsize=8)
+    ax.legend(loc="upper right" if max(len(score), total or 0) > SCATTER_POINTS else "best", fontsize=8)
     _save(plt, fig, path)
 
 
@@ -260,6 +267,26 @@ def ranked(rows: np.ndarray, score: np.ndarray | None, descending: bool) -> np.n
     return rows[np.lexsort((rows, key))]
 
 
+EXAMPLE_ROWS = 8  # rows shown as the top selected, and as just below the cut
+
+
+@dataclass
+class Examples:
+    """The rows the report shows: the top selected, the best left out by the budget, and per drop
+    reason (row count, first rows); ``reason`` / ``score`` map a shown row's position to its values
+    (a per-row array, or a dict of just the shown rows when the run was streamed)."""
+
+    top: np.ndarray
+    below: np.ndarray
+    tally: dict[str, tuple[int, list[int]]]
+    reason: Any
+    score: Any | None
+    n_rows: int
+    n_valid: int
+    n_selected: int
+    median_selected: float | None
+
+
 def examples_html(
     shards: list[str],
     outcome: np.ndarray,
@@ -267,11 +294,17 @@ def examples_html(
     score: np.ndarray | None = None,
     score_name: str = "score",
     descending: bool = True,
-    n: int = 8,
+    n: int = EXAMPLE_ROWS,
     per_reason: int = 3,
 ) -> tuple[str, str]:
-    """(headline tiles, example tables): the top selected rows, the rows just below the cut (the best
-    ranked rows not selected), and up to ``per_reason`` rows for every drop reason, with their scores."""
+    """(headline tiles, example tables) of a run's per-row outcomes (:func:`pick_examples`)."""
+    return render_examples(shards, pick_examples(outcome, error, score, descending, n, per_reason), score_name)
+
+
+def pick_examples(outcome: np.ndarray, error: np.ndarray, score: np.ndarray | None = None,
+                  descending: bool = True, n: int = EXAMPLE_ROWS, per_reason: int = 3) -> Examples:
+    """The top selected rows, the rows just below the cut (the best ranked rows not selected), and up
+    to ``per_reason`` rows for every drop reason."""
     outcome = np.asarray(outcome, dtype=object)
     error = np.asarray(error, dtype=object)
     valid = np.equal(error, None)
@@ -286,30 +319,36 @@ def examples_html(
     if score is not None:  # "just below the cut" = rows the score would have taken next
         ok = np.isfinite(np.asarray(score, dtype=np.float64)[below])
         below = below[ok]
-    tally = _first_rows(reason, per_reason)
+    median = (float(np.nanmedian(np.asarray(score, float)[selected]))
+              if score is not None and len(selected) else None)
+    return Examples(top, below, _first_rows(reason, per_reason), reason, score, len(outcome), int(valid.sum()),
+                    len(selected), median)
+
+
+def render_examples(shards: list[str], ex: Examples, score_name: str = "score") -> tuple[str, str]:
+    """(headline tiles, example tables) of :class:`Examples`, reading only the shown rows' texts."""
+    tally, score, reason = ex.tally, ex.score, ex.reason
     kinds = sorted((r for r in tally if r != "selected"), key=lambda r: -tally[r][0])
     by_reason = {k: np.asarray(tally[k][1], dtype=np.int64) for k in kinds}
-    want = np.unique(np.concatenate([top, below, *by_reason.values()]).astype(np.int64))
+    want = np.unique(np.concatenate([ex.top, ex.below, *by_reason.values()]).astype(np.int64))
     texts = _texts(shards, want)
-    n_rows, n_valid = len(outcome), int(valid.sum())
     headline = headline_html({
-        "rows in": n_rows,
-        "valid rows": n_valid,
-        "selected": len(selected),
-        "selected share": f"{100 * len(selected) / max(n_rows, 1):.2f}%",
-        **({f"median {score_name} (selected)": float(np.nanmedian(np.asarray(score, float)[selected]))}
-           if score is not None and len(selected) else {}),
+        "rows in": ex.n_rows,
+        "valid rows": ex.n_valid,
+        "selected": ex.n_selected,
+        "selected share": f"{100 * ex.n_selected / max(ex.n_rows, 1):.2f}%",
+        **({f"median {score_name} (selected)": ex.median_selected} if ex.median_selected is not None else {}),
     })
     parts = [
-        f"<h2>Top selected rows</h2><p>The {len(top)} best-ranked of the {len(selected)} selected rows"
+        f"<h2>Top selected rows</h2><p>The {len(ex.top)} best-ranked of the {ex.n_selected} selected rows"
         + (f" by {html.escape(score_name)}" if score is not None else "") + ".</p>",
-        _rows_table(top.tolist(), texts, score, score_name),
+        _rows_table(ex.top.tolist(), texts, score, score_name),
     ]
-    if len(below):
+    if len(ex.below):
         parts += [
             "<h2>Just below the cut</h2><p>The best-ranked rows the budget left out (rows a filter dropped "
             "are listed under their reason below).</p>",
-            _rows_table(below.tolist(), texts, score, score_name, reason),
+            _rows_table(ex.below.tolist(), texts, score, score_name, reason),
         ]
     counts = "".join(f"<li>{html.escape(k)}: {tally[k][0]} rows</li>" for k in kinds)
     parts.append(f"<h2>Why rows were not selected</h2><ul>{counts or '<li>every row was selected</li>'}</ul>")
@@ -343,34 +382,34 @@ BASELINES_PLOT = "baselines.png"
 ARM_COLOURS = {"random": "#8c8c8c", "longest": "#55a868"}
 
 
-def plot_baselines(
-    arms: dict[str, np.ndarray], lengths: np.ndarray, score: np.ndarray | None, score_name: str, path: Path
-) -> None:
-    """Response-length (and score) distributions of the pool and of every arm, as step histograms."""
+Series = dict[str, tuple[np.ndarray, "np.ndarray | None"]]  # name -> (response lengths, scores)
+
+
+def plot_baselines(series: Series, score_name: str, path: Path) -> None:
+    """Response-length (and score) distributions of the pool (the first series: every row, or a
+    uniform sample) and of every arm, as step histograms over the pool's and arms' common range."""
     plt = _plt()
-    panels = 2 if score is not None else 1
+    pool = next(iter(series))
+    panels = 2 if series[pool][1] is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.4), squeeze=False)
-    series = [("pool", None)] + list(arms.items())  # None: every row (no index array over the pool)
-    for ax, values, label in ((axes[0][0], lengths, "response tokens"),) + (
-        ((axes[0][1], score, score_name),) if score is not None else ()
-    ):
-        v_all = np.asarray(values, dtype=np.float64)
-        finite = v_all[np.isfinite(v_all)]
-        if not len(finite):
+    for col, label in enumerate(("response tokens", score_name)[:panels]):
+        ax = axes[0][col]
+        values = {name: np.asarray(v[col], dtype=np.float64) for name, v in series.items()}
+        values = {name: v[np.isfinite(v)] for name, v in values.items()}
+        if not len(values[pool]):
             continue
-        bins = np.histogram_bin_edges(finite, bins=30)
-        for name, pos in series:
-            v = finite if pos is None else v_all[np.asarray(pos, dtype=np.int64)]
-            v = v[np.isfinite(v)]
+        present = [v for v in values.values() if len(v)]
+        bins = np.linspace(min(v.min() for v in present), max(v.max() for v in present), 31)
+        for name, v in values.items():
             if len(v):
                 ax.hist(
                     v,
                     bins=bins,
                     density=True,
                     histtype="step",
-                    lw=1.6 if name != "pool" else 1.0,
-                    color=ARM_COLOURS.get(name, "#dd8452" if name != "pool" else "#4c72b0"),
-                    ls="--" if name == "pool" else "-",
+                    lw=1.0 if name == pool else 1.6,
+                    color=ARM_COLOURS.get(name, "#dd8452" if name != pool else "#4c72b0"),
+                    ls="--" if name == pool else "-",
                     label=f"{name} ({len(v)})",
                 )
         ax.set_xlabel(label)
@@ -442,7 +481,20 @@ def baseline_section(
 ) -> tuple[str, tuple[str, str], dict[str, Any]]:
     """The method's picks beside a random and a longest subset of the same size (no model pass):
     (HTML table, the distributions plot written to ``out``, the per-arm figures for the manifest)."""
-    from selection.baselines import compare_arms, longest_subset, random_subset
+    from selection.baselines import compare_arms
+
+    arms = baseline_arms(method, selected, lengths, eligible, seed)
+    lengths = np.asarray(lengths)
+    stats = compare_arms(arms, lengths, eligible, score, emb, clusters)
+    series: Series = {"pool": (lengths, score)}
+    series.update({name: (lengths[pos], None if score is None else score[pos]) for name, pos in arms.items()})
+    return baselines_view(out, stats, series, score_name)
+
+
+def baseline_arms(method: str, selected: np.ndarray, lengths: np.ndarray, eligible: np.ndarray, seed: int
+                  ) -> dict[str, np.ndarray]:
+    """The method's picks, then a random and a longest subset of the same size from ``eligible``."""
+    from selection.baselines import longest_subset, random_subset
 
     selected = np.asarray(selected, dtype=np.int64)
     k = len(selected)
@@ -453,14 +505,21 @@ def baseline_section(
     ):
         if name != method:
             arms[name] = pick()
-    stats = compare_arms(arms, np.asarray(lengths), eligible, score, emb, clusters)
-    plot_baselines(arms, np.asarray(lengths), score, score_name or "score", out / BASELINES_PLOT)
+    return arms
+
+
+def baselines_view(out: Path, stats: dict[str, dict[str, Any]], series: Series, score_name: str | None
+                   ) -> tuple[str, tuple[str, str], dict[str, Any]]:
+    """The arms' table (``stats``: :func:`selection.baselines.arm_figures` and more) and the
+    distributions plot of ``series`` (the pool first)."""
+    has_score = next(iter(series.values()))[1] is not None
+    plot_baselines(series, score_name or "score", out / BASELINES_PLOT)
     caption = (
         "response length"
-        + (f" and {score_name}" if score is not None else "")
+        + (f" and {score_name}" if has_score else "")
         + " distributions: pool, selection and the baselines"
     )
-    return baselines_html(stats, score_name if score is not None else None), (BASELINES_PLOT, caption), stats
+    return baselines_html(stats, score_name if has_score else None), (BASELINES_PLOT, caption), stats
 
 
 def fold(text: str, limit: int = 400) -> str:

@@ -41,13 +41,18 @@ class FirstSeen:
     def first(self, ids: list[str], positions: np.ndarray) -> np.ndarray:
         """For each id in order: the position of the first row with that id, counting earlier calls
         and earlier rows of this call (a new id's own position); records the new ones."""
-        positions = np.asarray(positions, dtype=np.int64)
         if len(ids) == 0:
+            return np.asarray(positions, dtype=np.int64).copy()
+        return self.first_keys(*split_ids(ids), positions)
+
+    def first_keys(self, key: np.ndarray, tag: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """:meth:`first` for ids already split into (64-bit key, 16-bit tag) arrays."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == 0:
             return positions.copy()
         if positions.max() >= np.iinfo(self.pos_type).max:
             self.pos = self.pos.astype(np.int64)
             self.pos_type = np.int64
-        key, tag = split_ids(ids)
         pair = np.stack([key, tag.astype(np.uint64)], axis=1)
         _, first_idx, inverse = np.unique(pair, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)

@@ -35,7 +35,7 @@ from records.readers import (
     reading,
 )
 from records import schema
-from records.first_seen import FirstSeen
+from records.repeats import RepeatFinder
 from records.tables import read_positions
 from records.writers import write_parquet
 
@@ -182,35 +182,63 @@ def stage_input(
     shutil.rmtree(rec_dir, ignore_errors=True)  # never mix shards of an earlier input
     rec_dir.mkdir(parents=True, exist_ok=True)
     staged = Staged([], 0, digest, info.format, rows_per_shard=size)
-    seen = FirstSeen(info.n_rows)
-    buf: list[Row] = []
-    for row in iter_input(path, read_fmt):
-        if limit and row.position >= limit:
-            break
-        buf.append(normalise(row, Fields() if fields is None else fields))
-        if len(buf) == size:
-            _flush(staged, rec_dir, buf, seen, drop_duplicates)
-            buf = []
-    if buf:
-        _flush(staged, rec_dir, buf, seen, drop_duplicates)
+    finder = RepeatFinder(info.n_rows, rec_dir / ".ids.spill")
+    try:
+        buf: list[Row] = []
+        for row in iter_input(path, read_fmt):
+            if limit and row.position >= limit:
+                break
+            buf.append(normalise(row, Fields() if fields is None else fields))
+            if len(buf) == size:
+                _flush(staged, rec_dir, buf, finder)
+                buf = []
+        if buf:
+            _flush(staged, rec_dir, buf, finder)
+    except BaseException:
+        finder.discard()
+        raise
+    mark_repeats(staged, *finder.repeats(), drop_duplicates)
     staged.n_rows = sum(staged.errors.values())
     log.info("staged %d rows (%s) into %d shards of <= %d rows", staged.n_rows, info.format, len(staged.shards), size)
     return staged
 
 
-def _flush(staged: Staged, rec_dir: Path, rows: list[Row], seen: FirstSeen, drop_duplicates: bool) -> None:
-    """Id every row (its content hash; a repeat gets ``-<position>`` so ids stay unique and, with
-    ``drop_duplicates``, the ``duplicate:<first position>`` reason), count outcomes, write the shard."""
+def _flush(staged: Staged, rec_dir: Path, rows: list[Row], finder: RepeatFinder) -> None:
+    """Id every row (its content hash), count outcomes, write the shard; repeats are marked once the
+    whole input is read (:func:`mark_repeats`)."""
     ids = [content_hash(r) for r in rows]
-    first = seen.first(ids, np.array([r.position for r in rows]))
-    for i, (row, f) in enumerate(zip(rows, first.tolist())):
-        if f != row.position:
-            if drop_duplicates and not row.error:
-                row.error = f"{schema.E_DUPLICATE}:{f}"
-            ids[i] = f"{ids[i]}-{row.position}"
+    finder.add(ids)
+    for row in rows:
         staged.errors[(row.error or "ok").split(":")[0]] += 1
     staged.bounds.append((rows[0].position, len(rows)))
     staged.shards.append(_write(rec_dir, len(staged.shards), rows, ids))
+
+
+def mark_repeats(staged: Staged, pos: np.ndarray, first: np.ndarray, drop_duplicates: bool) -> None:
+    """Rewrite the shards that hold repeats (rows whose content an earlier row had): a repeat's id gets
+    ``-<position>`` so ids stay unique and, with ``drop_duplicates``, a row without an error reason
+    gets ``duplicate:<first position>``."""
+    starts = np.array([b[0] for b in staged.bounds], dtype=np.int64)
+    shard_of = np.searchsorted(starts, pos, side="right") - 1
+    for k in np.unique(shard_of).tolist():
+        here = shard_of == k
+        _mark_shard(staged, k, pos[here] - starts[k], first[here], drop_duplicates)
+
+
+def _mark_shard(staged: Staged, k: int, rows: np.ndarray, first: np.ndarray, drop_duplicates: bool) -> None:
+    t = pq.read_table(staged.shards[k])
+    ids = t.column(schema.ID).to_pylist()
+    errors = t.column(schema.ERROR).to_pylist()
+    positions = t.column(schema.POSITION).to_pylist()
+    for i, f in zip(rows.tolist(), first.tolist()):
+        ids[i] = f"{ids[i]}-{positions[i]}"
+        if drop_duplicates and not errors[i]:
+            errors[i] = f"{schema.E_DUPLICATE}:{f}"
+            staged.errors["ok"] -= 1
+            staged.errors[schema.E_DUPLICATE] += 1
+    t = t.set_column(t.column_names.index(schema.ID), schema.ID, pa.array(ids, pa.string()))
+    t = t.set_column(t.column_names.index(schema.ERROR), schema.ERROR, pa.array(errors, pa.string()))
+    write_parquet(t, Path(staged.shards[k]))
 
 
 def _write(rec_dir: Path, k: int, rows: list[Row], ids: list[str]) -> str:

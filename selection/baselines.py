@@ -7,25 +7,38 @@ actually selected, so every arm in a report has the same number of rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from selection.coverage import entropy, nearest_selected
 from selection.kmeans import auto_clusters, kmeans
-from selection.topk import top_rows
+from selection.topk import best, top_rows
 
 BASELINES = ("random", "longest")
 
 
+def random_keys(positions: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded pseudo-random key in [0, 2**53) per row position (splitmix64 of position and seed,
+    exact in float64): each row's draw depends on nothing but its own position, so a stream of
+    shards draws the same subset as the whole pool at once."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(positions, dtype=np.uint64) + np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 1) % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64)
+
+
 def random_subset(eligible: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``min(k, #eligible)`` eligible positions drawn without replacement with ``seed``, sorted.
-    The same (eligible, k, seed) always gives the same subset."""
+    """``min(k, #eligible)`` eligible positions drawn without replacement with ``seed``, sorted: the
+    eligible rows with the largest :func:`random_keys` (a uniform draw that streams; see
+    ``jobs.merge``). The same (eligible, k, seed) always gives the same subset."""
     idx = np.flatnonzero(np.asarray(eligible, dtype=bool))
     if k <= 0 or len(idx) == 0:
         return np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng(int(seed))
-    return np.sort(rng.choice(idx, size=min(int(k), len(idx)), replace=False)).astype(np.int64)
+    return np.sort(idx[best(random_keys(idx, seed), idx, int(k))]).astype(np.int64)
 
 
 def longest_subset(lengths: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
@@ -95,6 +108,28 @@ def coverage_clusters(emb: np.ndarray, eligible: np.ndarray, seed: int) -> np.nd
     return labels
 
 
+@dataclass
+class Arm:
+    """A subset's positions with its rows' response lengths and scores (aligned with ``pos``)."""
+
+    pos: np.ndarray
+    length: np.ndarray
+    score: np.ndarray | None = None
+
+
+def arm_figures(arms: dict[str, Arm], longest: str = "longest") -> dict[str, dict[str, Any]]:
+    """Per arm: rows, response-length and score summaries, and overlap with the ``longest`` arm."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, arm in arms.items():
+        row: dict[str, Any] = {"rows": int(len(arm.pos)), "response_tokens": _summary(arm.length)}
+        if arm.score is not None:
+            row["score"] = _summary(arm.score)
+        if longest in arms:
+            row["overlap_with_longest"] = overlap(arm.pos, arms[longest].pos)
+        out[name] = row
+    return out
+
+
 def compare_arms(
     arms: dict[str, np.ndarray],
     lengths: np.ndarray,
@@ -104,19 +139,14 @@ def compare_arms(
     clusters: np.ndarray | None = None,
     longest: str = "longest",
 ) -> dict[str, dict[str, Any]]:
-    """Per arm (name → selected positions): rows, response-length and score summaries, overlap with
-    the ``longest`` arm, and — given embeddings / cluster labels — coverage and cluster spread."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, pos in arms.items():
-        pos = np.asarray(pos, dtype=np.int64)
-        row: dict[str, Any] = {"rows": int(len(pos)), "response_tokens": _summary(lengths[pos])}
-        if score is not None:
-            row["score"] = _summary(score[pos])
-        if longest in arms:
-            row["overlap_with_longest"] = overlap(pos, arms[longest])
+    """Per arm (name → selected positions): :func:`arm_figures`, and — given embeddings / cluster
+    labels — coverage and cluster spread."""
+    picked = {name: np.asarray(pos, dtype=np.int64) for name, pos in arms.items()}
+    out = arm_figures({name: Arm(pos, lengths[pos], None if score is None else score[pos])
+                       for name, pos in picked.items()}, longest)
+    for name, pos in picked.items():
         if emb is not None:
-            row.update(coverage(emb, eligible, pos))
+            out[name].update(coverage(emb, eligible, pos))
         if clusters is not None:
-            row.update(cluster_stats(clusters, pos))
-        out[name] = row
+            out[name].update(cluster_stats(clusters, pos))
     return out
