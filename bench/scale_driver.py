@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import jobs  # noqa: F401  first, as in ``python -m jobs.ifd``: the package sets the driver's Arrow allocator
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq

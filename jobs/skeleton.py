@@ -149,15 +149,21 @@ def release_freed_memory() -> None:
     when freed. glibc's default raises that threshold to 32 MiB after the first free, so the
     driver's many few-megabyte numpy/Arrow temporaries (per shard, per top-k cut) come from the heap
     and stay there: peak memory grew with the pool (bench.scale --driver). The driver only: the
-    actors keep glibc's default (a forward's tensors would pay page faults every batch)."""
+    actors keep glibc's default (a forward's tensors would pay page faults every batch). Also makes
+    pyarrow allocate from the system allocator where something used pyarrow before ``jobs/__init__``
+    could choose it."""
     import ctypes
     import ctypes.util
+
+    import pyarrow as pa
 
     name = ctypes.util.find_library("c")
     try:
         ctypes.CDLL(name).mallopt(M_MMAP_THRESHOLD, MMAP_FROM_BYTES)
     except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): nothing to tune
         log.debug("mallopt unavailable; the allocator keeps its defaults")
+    if pa.default_memory_pool().backend_name != "system":  # pyarrow was in use before jobs/__init__ ran
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 @contextmanager
