@@ -7,8 +7,9 @@ Steps (each a config knob; ``selection.curate`` holds the math):
 1. exact repeats (staging, ``data.drop_duplicates``) and semantic near-copies (``dedup=semantic``,
    SemDeDup over the rows' embeddings) are kept out;
 2. the quality guards (``curate.guard.*``) drop rows the scorer's own evidence marks as likely broken;
-3. the ranking (``curate.method``: ``recost``, ``longest``, ``ifd`` or ``superfilter``; ``auto`` =
-   ``recost`` when ``kb.index`` is given, else ``longest``: the measured best on ``bench.curate``,
+3. the ranking (``curate.method``: ``recost``, ``longest``, ``ifd``, ``superfilter`` or ``rds``: the
+   rows most similar to ``target.path``, RDS+ by its best target on the rows' own embeddings; ``auto``
+   = ``recost`` when ``kb.index`` is given, else ``longest``: the measured best on ``bench.curate``,
    where IFD's ranking picked dirty rows at twice the pool's rate);
 4. cluster-proportional sampling over the budget (``curate.diversity``; RECOST's sampler; off by
    default: on the benchmark it doubled the dirty share of the RPE ranking's picks).
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs import dedup, ifd, recost, report, settings, skeleton, specs
+from jobs import dedup, ifd, rds, recost, report, settings, skeleton, specs
+from jobs.embed import embed_resumable
 from jobs.method import Method, rank_by
 from jobs.skeleton import PoolRun, Result, timed
 from records import schema, shards, tables, writers
@@ -49,15 +51,15 @@ from selection.semdedup import DROP_DUPLICATE
 
 log = logging.getLogger(__name__)
 
-METHODS = ("auto", "recost", "longest", "ifd", "superfilter")
+METHODS = ("auto", "recost", "longest", "ifd", "superfilter", "rds")
 # the guards read the IFD passes, so every ranking scores at least those
 PASSES = {"ifd": ("cond", "uncond"), "superfilter": ("cond", "uncond"), "longest": ("cond", "uncond"),
-          "recost": ("cond", "uncond", "know")}
+          "rds": ("cond", "uncond"), "recost": ("cond", "uncond", "know")}
 RANK_SCORE = "rank_score"  # the ranking's score per row (higher = better; NaN where not ranked)
 EMBED_DIR = "embed"  # without a KB: the row embeddings (shards + vectors) that dedup and diversity use
 PLOTS = ("outcomes.png", "rank_score_hist.png", report.BASELINES_PLOT)
-WRITES = (RECORDS_DIR, SHARDS_DIR, EMBED_DIR, recost.RETRIEVAL_DIR, EMBEDDINGS_DIR, SCORES_FILE, SELECTED_FILE,
-          SELECTED_TABLE, CARD_FILE, MANIFEST_FILE, REPORT_FILE, *PLOTS)
+WRITES = (RECORDS_DIR, SHARDS_DIR, EMBED_DIR, recost.RETRIEVAL_DIR, EMBEDDINGS_DIR, rds.TARGET_DIR, SCORES_FILE,
+          SELECTED_FILE, SELECTED_TABLE, CARD_FILE, MANIFEST_FILE, REPORT_FILE, *PLOTS)
 
 
 def method_of(cfg: Any) -> str:
@@ -102,6 +104,18 @@ def validate(cfg: Any) -> None:
     recost.params(cfg)
     if m == "recost" and not cfg.kb.index:
         raise ValueError("curate.method=recost needs kb.index: a directory built by `python -m jobs.kb_build`")
+    if m == "rds":
+        check_target(cfg)
+
+
+def check_target(cfg: Any) -> None:
+    """``curate.method=rds``: a readable target set (refused before anything is written)."""
+    if not cfg.target.path:
+        raise ValueError("curate.method=rds needs target.path: the target set (the tasks to select for)")
+    try:
+        rds.validate_target(cfg)
+    except ValueError as e:
+        raise ValueError(f"curate.method=rds: {e}") from None
 
 
 def run(cfg: Any) -> Result:
@@ -110,13 +124,47 @@ def run(cfg: Any) -> Result:
     m = method_of(cfg)
     if m == "recost":
         return run_with_kb(cfg)
-    with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES[m]) as run:
+    inputs = [rds.target_path(cfg)] if m == "rds" else []
+    with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES[m], inputs) as run:
         identity = model_identity(run.model_path, cfg.model.name)
         staged, sdir, reused, _ = ifd.stage_and_score(run, specs.scorer_spec(cfg, run.model_path, run.rc), identity)
         emb = embed_rows(run, staged)
         table = tables.validate_complete(shards.load_all(sdir, len(staged.shards)), staged.n_rows)
         table = tables.with_columns(table, ifd.derived(table))
-        return finish(run, staged, table, emb, m, {"model": identity, "shards_reused": reused})
+        extra: dict[str, Any] = {"model": identity, "shards_reused": reused}
+        if m == "rds":
+            T, extra["target"] = target_embeddings(run)
+            table = tables.with_columns(table, {RDS_SCORE: rds_scores(emb, T)})
+        return finish(run, staged, table, emb, m, extra)
+
+
+RDS_SCORE = "rds_score"  # curate.method=rds: cosine similarity to the row's nearest target
+
+
+def target_embeddings(run: PoolRun) -> tuple[np.ndarray, dict[str, Any]]:
+    """The target set staged and embedded exactly as the pool rows are (``embed.*``), resumable under
+    ``target/``: (usable target vectors, the manifest's target record)."""
+    cfg = run.cfg
+    tstaged = rds.stage_target(run)
+    what, pooling = str(cfg.embed.what), str(cfg.embed.pooling)
+    spec = specs.embed_spec(cfg, run.model_path, run.rc, what, pooling)
+    key = {**rds.embed_key(run, tstaged.sha256, pooling), "what": what, "shards": tstaged.bounds}
+    with timed(run.timings, "embed_target"):
+        ttable, T = embed_resumable(tstaged, spec, specs.hf_resources(cfg), run.out / rds.TARGET_DIR, key, cfg)
+    T = rds.usable_targets(ttable, T)
+    return T, {"path": str(rds.target_path(cfg).resolve()), "sha256": tstaged.sha256, "rows": tstaged.n_rows,
+               "usable": int(len(T))}
+
+
+def rds_scores(emb: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each row's cosine similarity to its nearest target (NaN where the row has no embedding)."""
+    from selection.rds import nearest_targets, unit
+
+    score = np.full(len(emb), np.nan)
+    ok = np.flatnonzero(np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0))
+    if len(ok):
+        score[ok] = nearest_targets(unit(emb[ok]), unit(targets))[0]
+    return score
 
 
 def run_with_kb(cfg: Any) -> Result:
@@ -144,6 +192,8 @@ def ranking(table: pa.Table, method: str, reasons: np.ndarray, p: recost.RecostP
         return table.column("ifd_loss" if method == "ifd" else "ifd_ppl").to_numpy(zero_copy_only=False).astype(float)
     if method == "longest":
         return table.column(schema.RESPONSE_TOKENS).to_numpy().astype(float)
+    if method == "rds":
+        return table.column(RDS_SCORE).to_numpy(zero_copy_only=False).astype(float)
     ifd_loss = table.column("ifd_loss").to_numpy(zero_copy_only=False).astype(float)
     rpe = table.column(f"rpe_{p.rpe}").to_numpy(zero_copy_only=False).astype(float)
     score = np.full(len(ifd_loss), np.nan)

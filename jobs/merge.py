@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +48,7 @@ class Ranked:
     top: dict[str, np.ndarray] = field(default_factory=dict)  # competing rows by score: key, pos, length
     longest: dict[str, np.ndarray] = field(default_factory=dict)  # valid rows by response tokens (+ score)
     random: dict[str, np.ndarray] = field(default_factory=dict)  # valid rows by random_keys(seed) (+ both)
-    sample: dict[str, np.ndarray] = field(default_factory=dict)  # pos, score, length, valid
+    sample: dict[str, np.ndarray] = field(default_factory=dict)  # a uniform sample: pos, score, length
     others: dict[str, np.ndarray] = field(default_factory=dict)  # the best valid rows a filter dropped
 
     def order(self, k: int) -> np.ndarray:
@@ -77,7 +77,7 @@ def _with_extra(t: pa.Table, derive: Derive, extra: dict[str, np.ndarray] | None
 
 
 def _tables(shard_dir: Path, bounds: list[tuple[int, int]], derive: Derive,
-            extra: dict[str, np.ndarray] | None):
+            extra: dict[str, np.ndarray] | None) -> Iterator[tuple[int, pa.Table]]:
     for (start, _), t in zip(bounds, shards.iter_shards(shard_dir, bounds)):
         yield start, _with_extra(t, derive, extra, start)
 
@@ -91,7 +91,7 @@ def rank_pass(
     r = Ranked()
     top, longest = TopK(k + BELOW, ("length",)), TopK(k, ("score",))
     rand = TopK(k, ("score", "length"))
-    sample = TopK(SAMPLE_ROWS, ("score", "length", "valid"))
+    sample = TopK(SAMPLE_ROWS, ("score", "length"))
     others = TopK(BELOW)
     for start, t in _tables(shard_dir, bounds, derive, extra):
         score, outcome, stats = label(t)
@@ -108,7 +108,7 @@ def rank_pass(
         others.add(score[other], pos[other])
         longest.add(length[valid].astype(np.float64), pos[valid], score=score[valid])
         rand.add(random_keys(pos[valid], seed), pos[valid], score=score[valid], length=length[valid])
-        sample.add(random_keys(pos, seed + 1), pos, score=score, length=length, valid=valid)
+        sample.add(random_keys(pos, seed + 1), pos, score=score, length=length)
     r.top, r.longest, r.random, r.sample = top.result(), longest.result(), rand.result(), sample.result()
     r.others = others.result()
     return r

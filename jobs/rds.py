@@ -69,8 +69,13 @@ def validate(cfg: Any) -> None:
     settings.render_config(cfg)
     check_rds(cfg.rds)
     dedup.params(cfg)
+    validate_target(cfg)
+
+
+def validate_target(cfg: Any) -> None:
+    """A missing, empty or unreadable target set is refused before anything is written."""
     path = target_path(cfg)
-    try:  # a missing, empty or unreadable target set is refused before anything is written
+    try:
         inspect_input(path, cfg.target.format)
     except (OSError, ValueError) as e:
         raise ValueError(f"target set {path}: {e}") from None

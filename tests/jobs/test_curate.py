@@ -90,7 +90,31 @@ def test_with_a_kb_the_ranking_is_recost(pool, tiny_model_dir, ray_local, tmp_pa
     assert (t.cluster[t.outcome == "selected"] >= 0).all()                        # diversity on: clustered
 
 
+def test_rds_ranks_the_rows_nearest_the_targets_first(pool, tiny_model_dir, run_dir, tmp_path) -> None:
+    """Targets that are exact copies of three rows the guards kept: those rows score cosine 1 and lead."""
+    t = pq.read_table(run_dir / "scores.parquet").to_pandas()
+    kept = t.position[t.outcome.isin(["selected", "below_budget"])].tolist()
+    planted = [kept[3], kept[len(kept) // 2], kept[-1]]
+    target = tmp_path / "targets.jsonl"
+    target.write_text("\n".join(json.dumps(SAMPLE[p]) for p in planted) + "\n")
+    out = tmp_path / "rds"
+    curate.run(cfg_for(pool, tiny_model_dir, out, "curate.method=rds", f"target.path={target}"))
+    got = pq.read_table(out / "scores.parquet").to_pandas()
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["curate"]["method"] == "rds" and m["target"]["usable"] == 3
+    assert got.rds_score[planted].tolist() == pytest.approx([1.0] * 3, abs=1e-3)
+    assert (got.rank_score == got.rds_score).where(got.rank_score.notna(), True).all()
+    top3 = got[got.outcome == "selected"].sort_values("rank_score", ascending=False).position.tolist()[:3]
+    assert sorted(top3) == sorted(planted)
+    assert (out / "target" / "embeddings").is_dir()
+
+
 def test_bad_method_is_one_clear_error(pool, tiny_model_dir, tmp_path) -> None:
+    with pytest.raises(ValueError, match="curate.method=rds needs target.path"):
+        curate.validate(cfg_for(pool, tiny_model_dir, tmp_path / "x", "curate.method=rds"))
+    with pytest.raises(ValueError, match="curate.method=rds: target set"):
+        curate.validate(cfg_for(pool, tiny_model_dir, tmp_path / "x", "curate.method=rds",
+                                f"target.path={tmp_path / 'missing.jsonl'}"))
     with pytest.raises(ValueError, match="unknown curate.method"):
         curate.validate(cfg_for(pool, tiny_model_dir, tmp_path / "x", "curate.method=best"))
     with pytest.raises(ValueError, match="needs kb.index"):
