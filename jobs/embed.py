@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.actor import batch_rows, setup_actor
+from jobs.crash_guard import CrashGuard, batch_key
 from jobs.specs import EmbedSpec, Resources
 from records import schema
 from records.shards import emb_column
@@ -38,9 +39,14 @@ def items_for(rendered: list[Any], what: str, max_length: int) -> list[PassIds]:
 
 
 class RowEmbedActor:
-    """``map_batches`` UDF: record columns in; ``emb`` (+ instruction NLL) and an error reason out."""
+    """``map_batches`` UDF: record columns in; ``emb`` (+ instruction NLL) and an error reason out.
+    With a ``journal`` directory, a batch that kills the process is retried ``max_attempts`` times in
+    all, then bisected to the rows that do, which get ``actor_died`` (``jobs.crash_guard``)."""
 
-    def __init__(self, spec: EmbedSpec, threads: int = 1) -> None:
+    JOURNALED = True  # takes ``journal`` / ``max_attempts`` (jobs.pipeline.stream)
+
+    def __init__(self, spec: EmbedSpec, threads: int = 1, journal: str | None = None, max_attempts: int = 3
+                 ) -> None:
         from scoring.models import load_model
 
         setup_actor(threads)
@@ -60,31 +66,42 @@ class RowEmbedActor:
         )
         self.pad = pad_token(self.tok)
         self.policy = spec.policy
+        self.dim = int(self.model.config.hidden_size)
+        self.guard = CrashGuard(journal, max_attempts, self._blank, schema.ERROR, schema.E_ACTOR_DIED)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        n = len(batch[schema.ID])
-        rows = batch_rows(batch)
-        rendered = render_rows(rows, self.render, self.tok)
-        good = [i for i, r in enumerate(rendered) if not r.error]
-        dim = int(self.model.config.hidden_size)
-        E = np.zeros((n, dim), dtype=np.float32)
-        sums = np.full(n, np.nan)
-        counts = np.zeros(n, dtype=np.int64)
-        if good:
-            items = items_for([rendered[i] for i in good], self.spec.what, self.max_length)
-            e, s, c = embed_and_score(self.model, items, self.pad, self.policy, self.spec.pooling)
-            E[good], sums[good], counts[good] = e, s, c
+        positions = batch[schema.POSITION]
+        cols = self.guard.run(batch_key(positions), len(positions), lambda lo, hi: self._rows(batch, lo, hi))
         return pa.table(
             {
                 schema.ID: pa.array(batch[schema.ID].tolist(), pa.string()),
-                schema.POSITION: pa.array(batch[schema.POSITION], pa.int64()),
-                "instr_nll_sum": pa.array(sums),
-                "instr_tokens": pa.array(counts),
-                schema.RESPONSE_TOKENS: pa.array([r.response_tokens for r in rendered], pa.int64()),
-                schema.ERROR: pa.array([r.error for r in rendered], pa.string()),
-                schema.EMB: emb_column(E),
+                schema.POSITION: pa.array(positions, pa.int64()),
+                "instr_nll_sum": pa.array(cols["instr_nll_sum"]),
+                "instr_tokens": pa.array(cols["instr_tokens"]),
+                schema.RESPONSE_TOKENS: pa.array(cols[schema.RESPONSE_TOKENS], pa.int64()),
+                schema.ERROR: pa.array(cols[schema.ERROR].tolist(), pa.string()),
+                schema.EMB: emb_column(cols[schema.EMB]),
             }
         )
+
+    def _blank(self, n: int) -> dict[str, np.ndarray]:
+        """``n`` rows with no embedding (zeros), no NLL and no error yet."""
+        return {"instr_nll_sum": np.full(n, np.nan), "instr_tokens": np.zeros(n, dtype=np.int64),
+                schema.RESPONSE_TOKENS: np.zeros(n, dtype=np.int64), schema.ERROR: np.full(n, None, dtype=object),
+                schema.EMB: np.zeros((n, self.dim), dtype=np.float32)}
+
+    def _rows(self, batch: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
+        """The columns of rows ``[lo, hi)`` of the batch."""
+        rendered = render_rows(batch_rows({k: v[lo:hi] for k, v in batch.items()}), self.render, self.tok)
+        cols = self._blank(len(rendered))
+        good = [i for i, r in enumerate(rendered) if not r.error]
+        if good:
+            items = items_for([rendered[i] for i in good], self.spec.what, self.max_length)
+            e, s, c = embed_and_score(self.model, items, self.pad, self.policy, self.spec.pooling)
+            cols[schema.EMB][good], cols["instr_nll_sum"][good], cols["instr_tokens"][good] = e, s, c
+        cols[schema.RESPONSE_TOKENS][:] = [r.response_tokens for r in rendered]
+        cols[schema.ERROR][:] = [r.error for r in rendered]
+        return cols
 
 
 def embed_staged(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -14,11 +14,15 @@ from records import schema, tables
 from records.staging import records_shards
 from selection.baselines import Arm, arm_figures
 
-if TYPE_CHECKING:
-    from jobs.ifd import IFDSelection
-
 OUTCOME = "outcome"
 PLOTS = ("ifd_hist.png", "ifd_vs_length.png", "outcomes.png", report.BASELINES_PLOT)
+
+
+class ScoreCut(Protocol):
+    """What the report reads of the selection settings (``jobs.ifd.IFDSelection``)."""
+
+    score: str
+    max_score: float | None
 
 
 @dataclass
@@ -43,14 +47,14 @@ class ReportRows:
 
 
 def write_report(
-    out: Path, table: pa.Table, sel: IFDSelection, info: dict[str, Any], seed: int, summary: dict[str, Any]
+    out: Path, table: pa.Table, sel: ScoreCut, info: dict[str, Any], seed: int, summary: dict[str, Any]
 ) -> Path:
     """The report of a finished selection over a whole score table."""
     return report_arrays(out, ReportRows.of(table, sel.score), sel, info, seed, summary)
 
 
 def report_arrays(
-    out: Path, rows: ReportRows, sel: IFDSelection, info: dict[str, Any], seed: int, summary: dict[str, Any]
+    out: Path, rows: ReportRows, sel: ScoreCut, info: dict[str, Any], seed: int, summary: dict[str, Any]
 ) -> Path:
     score, outcome, length = rows.score, rows.outcome, rows.length
     selected = outcome == "selected"
@@ -103,7 +107,7 @@ class ReportParts:
 
 
 def report_streamed(
-    out: Path, parts: ReportParts, sel: IFDSelection, info: dict[str, Any], seed: int, summary: dict[str, Any]
+    out: Path, parts: ReportParts, sel: ScoreCut, info: dict[str, Any], seed: int, summary: dict[str, Any]
 ) -> Path:
     """:func:`report_arrays` from the streamed passes: plots of the pool sample, exact counts, exact arms."""
     r, w, order = parts.ranked, parts.written, parts.order()
@@ -127,6 +131,6 @@ def report_streamed(
     )
 
 
-def _plot_list(sel: IFDSelection) -> list[tuple[str, str]]:
+def _plot_list(sel: ScoreCut) -> list[tuple[str, str]]:
     return list(zip(PLOTS, (f"{sel.score} histogram with cut lines", f"{sel.score} vs response length",
                             "rows by outcome (selected / drop reason)")))

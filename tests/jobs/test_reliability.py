@@ -219,3 +219,24 @@ def test_poison_row_that_kills_the_actor_process_gets_actor_died(poison_model_di
     assert result.counts["error"] == 1
     assert schema.E_ACTOR_DIED in (tmp_path / "out" / "report.html").read_text()  # a drop reason shown
     assert not (tmp_path / "out" / "shards" / ".inflight").exists()  # the journal is cleared
+
+
+def test_poison_row_in_the_embedding_pass_gets_actor_died(poison_model_dir, ray_local, tmp_path):
+    """The row-embedding actors (dedup, rds, curate) keep the same crash journal as the scoring ones."""
+    from jobs import dedup
+
+    rows = [json.loads(x) for x in (ROOT / "data" / "alpaca_sample.jsonl").read_text().splitlines()[:12]]
+    rows[7]["output"] += " \x07"
+    path = tmp_path / "poisoned.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = compose("dedup", [f"data.path={path}", f"model.name={poison_model_dir}", "model.trust_remote_code=true",
+                            f"output_dir={tmp_path / 'out'}", "method.template=none", "model.max_length=512",
+                            "data.rows_per_shard=4", "backend.num_actors=1", "backend.threads_per_actor=1",
+                            "backend.max_task_retries=1"])
+    dedup.run(cfg)
+    t = pq.read_table(tmp_path / "out" / "scores.parquet").sort_by("position")
+    assert t.column("position").to_pylist() == list(range(12))
+    errors = t.column("error").to_pylist()
+    assert errors == [None] * 7 + [schema.E_ACTOR_DIED] + [None] * 4
+    assert t.column("outcome").to_pylist()[7] == "error"
+    assert not (tmp_path / "out" / "shards" / ".inflight").exists()
