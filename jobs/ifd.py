@@ -114,7 +114,7 @@ def stage_and_score(run: PoolRun, spec: specs.ScorerSpec, identity: dict[str, An
     return staged, shard_dir, reused, scored
 
 
-def select_streamed(run: PoolRun, staged: Staged, shard_dir: Path, sel: "IFDSelection",
+def select_streamed(run: PoolRun, staged: Staged, shard_dir: Path, sel: IFDSelection,
                     extra: dict[str, np.ndarray] | None) -> tuple[merge.Ranked, merge.Written, dict[str, Any]]:
     """Rank (pass 1), then write scores.parquet, selected.jsonl and selected.parquet (pass 2)."""
     sel.check()
