@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -202,16 +204,21 @@ def poison_model_dir(tmp_path_factory):
     return d
 
 
-def test_poison_row_that_kills_the_actor_process_gets_actor_died(poison_model_dir, ray_local, tmp_path):
+def poisoned_run(job: str, row: int, model_dir: Path, tmp_path: Path, max_length: int) -> Any:
+    """The first 12 sample rows with the poison byte in row ``row``'s response, and ``job``'s config
+    over them on one single-thread actor with one retry."""
     rows = [json.loads(x) for x in (ROOT / "data" / "alpaca_sample.jsonl").read_text().splitlines()[:12]]
-    rows[5]["output"] += " \x07"
+    rows[row]["output"] += " \x07"
     path = tmp_path / "poisoned.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = compose("ifd", [f"data.path={path}", f"model.name={poison_model_dir}", "model.trust_remote_code=true",
-                          f"output_dir={tmp_path / 'out'}", "method.template=none", "model.max_length=96",
-                          "data.rows_per_shard=4", "backend.num_actors=1", "backend.threads_per_actor=1",
-                          "backend.max_task_retries=1"])
-    result = ifd.run(cfg)
+    return compose(job, [f"data.path={path}", f"model.name={model_dir}", "model.trust_remote_code=true",
+                         f"output_dir={tmp_path / 'out'}", "method.template=none", f"model.max_length={max_length}",
+                         "data.rows_per_shard=4", "backend.num_actors=1", "backend.threads_per_actor=1",
+                         "backend.max_task_retries=1"])
+
+
+def test_poison_row_that_kills_the_actor_process_gets_actor_died(poison_model_dir, ray_local, tmp_path):
+    result = ifd.run(poisoned_run("ifd", 5, poison_model_dir, tmp_path, 96))
     t = pq.read_table(tmp_path / "out" / "scores.parquet").sort_by("position")
     assert t.column("position").to_pylist() == list(range(12))
     assert t.column("error").to_pylist() == [None] * 5 + [schema.E_ACTOR_DIED] + [None] * 6
@@ -225,15 +232,7 @@ def test_poison_row_in_the_embedding_pass_gets_actor_died(poison_model_dir, ray_
     """The row-embedding actors (dedup, rds, curate) keep the same crash journal as the scoring ones."""
     from jobs import dedup
 
-    rows = [json.loads(x) for x in (ROOT / "data" / "alpaca_sample.jsonl").read_text().splitlines()[:12]]
-    rows[7]["output"] += " \x07"
-    path = tmp_path / "poisoned.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = compose("dedup", [f"data.path={path}", f"model.name={poison_model_dir}", "model.trust_remote_code=true",
-                            f"output_dir={tmp_path / 'out'}", "method.template=none", "model.max_length=512",
-                            "data.rows_per_shard=4", "backend.num_actors=1", "backend.threads_per_actor=1",
-                            "backend.max_task_retries=1"])
-    dedup.run(cfg)
+    dedup.run(poisoned_run("dedup", 7, poison_model_dir, tmp_path, 512))
     t = pq.read_table(tmp_path / "out" / "scores.parquet").sort_by("position")
     assert t.column("position").to_pylist() == list(range(12))
     errors = t.column("error").to_pylist()
