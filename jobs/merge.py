@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from records import schema, shards, tables
+from records.writers import SELECTED_RECORD, selected_rows
 from selection.baselines import random_keys
 from selection.topk import DROP_BUDGET, KEPT, TopK
 
@@ -199,18 +200,6 @@ def write_pass(
     return tally.written()
 
 
-RECORD = [c for c in schema.RECORD_COLUMNS if c != schema.ERROR]  # selected.parquet's record columns
-
-
-def selected_rows(records: pa.Table, scores: pa.Table) -> pa.Table:
-    """``selected.parquet``'s rows: the record columns, then every score column not among them."""
-    t = records.select(RECORD)
-    for name in scores.column_names:
-        if name not in schema.RECORD_COLUMNS:
-            t = t.append_column(name, scores.column(name))
-    return t
-
-
 class _Writers:
     """The three output files of pass 2, streamed (temporary names until :meth:`close`). Parquet rows
     are written in row groups of about :data:`GROUP_ROWS`: a writer keeps every row group's metadata
@@ -238,7 +227,7 @@ class _Writers:
         self._parquet("scores", t)
 
     def selected(self, record_shard: str, picked: pa.Table) -> None:
-        rec = tables.read_positions([record_shard], picked.column(schema.POSITION).to_numpy(), RECORD + [schema.RAW])
+        rec = tables.read_positions([record_shard], picked.column(schema.POSITION).to_numpy(), SELECTED_RECORD + [schema.RAW])
         if not rec.column(schema.ID).equals(picked.column(schema.ID)):
             raise RuntimeError(
                 f"the records in {Path(record_shard).parent} do not belong to these scores (ids differ); "
@@ -254,7 +243,7 @@ class _Writers:
             raise RuntimeError(f"{n_selected} rows were selected but {self.n} records were found; "
                                f"refusing to write {self.paths.selected.name}")
         if "table" not in self.writers and not self.pending["table"]:  # nothing selected: no rows, every column
-            empty = pa.table({c: pa.array([], pa.int64() if c == schema.POSITION else pa.string()) for c in RECORD})
+            empty = pa.table({c: pa.array([], pa.int64() if c == schema.POSITION else pa.string()) for c in SELECTED_RECORD})
             self.pending["table"].append(selected_rows(empty, empty_scores))
         for name, parts in self.pending.items():
             if parts:

@@ -87,18 +87,25 @@ def write_selected(
     return n
 
 
+SELECTED_RECORD = [c for c in schema.RECORD_COLUMNS if c != schema.ERROR]  # selected.parquet's record columns
+
+
+def selected_rows(records: pa.Table, scores: pa.Table) -> pa.Table:
+    """``selected.parquet``'s rows: the record columns, then every score column not among them (both
+    tables row-aligned)."""
+    t = records.select(SELECTED_RECORD)
+    for name in scores.column_names:
+        if name not in schema.RECORD_COLUMNS:
+            t = t.append_column(name, scores.column(name))
+    return t
+
+
 def selected_table(shards: Iterable[str], positions: np.ndarray, scores: pa.Table | None = None) -> pa.Table:
     """The rows at ``positions`` in input order: the normalised record columns, then every column of
     ``scores`` (position-sorted, one row per input row) that is not a record column."""
     positions = np.sort(np.asarray(positions, dtype=np.int64))
-    cols = [c for c in schema.RECORD_COLUMNS if c != schema.ERROR]
-    t = tables.read_positions(list(shards), positions, cols).select(cols)
-    if scores is not None:
-        scores = scores_at(scores, positions)
-        for name in scores.column_names:
-            if name not in schema.RECORD_COLUMNS:
-                t = t.append_column(name, scores.column(name))
-    return t
+    t = tables.read_positions(list(shards), positions, SELECTED_RECORD).select(SELECTED_RECORD)
+    return t if scores is None else selected_rows(t, scores_at(scores, positions))
 
 
 def scores_at(scores: pa.Table, positions: np.ndarray) -> pa.Table:
