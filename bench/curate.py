@@ -44,6 +44,9 @@ GUARD_SETS: dict[str, dict[str, Any]] = {
     "default, no KB: ifd+short+cond_tail": {"max_ifd": 1.0, "min_response_tokens": 3, "cond_tail": 0.1},
     "default, KB: ifd+short+cond_tail+knowledge": {"max_ifd": 1.0, "min_response_tokens": 3, "cond_tail": 0.1,
                                                   "min_rpe": 0.0},
+    # the cost target (at most one scoring pass beyond the ranking's own): guards that need no uncond pass
+    "cond pass only: short+cond_tail": {"min_response_tokens": 3, "cond_tail": 0.1},
+    "KB, no uncond: short+cond_tail+knowledge": {"min_response_tokens": 3, "cond_tail": 0.1, "min_rpe": 0.0},
 }
 
 
@@ -110,7 +113,18 @@ def main() -> None:
             out["auroc_dirty"][name][kind] = auroc(s[mask], dirty[mask])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
+    write_signals(Path(args.out).with_suffix(".rows.csv"), kinds, err, length, cond, uncond, rpe, fused)
     print(table(out, args.budgets.split(",")))
+
+
+def write_signals(path: Path, kinds: list[str | None], err: np.ndarray, length: np.ndarray, cond: np.ndarray,
+                  uncond: np.ndarray, rpe: np.ndarray, fused: np.ndarray) -> None:
+    """Every pool row's dirt label and signals (a small CSV beside the JSON): new guard or ranking
+    variants can then be evaluated without rescoring the pool."""
+    lines = ["kind,error,response_tokens,cond_loss,uncond_loss,rpe_diff,recost_fused_rank"]
+    for i, k in enumerate(kinds):
+        lines.append(f"{k or ''},{int(err[i])},{int(length[i])},{cond[i]:.9g},{uncond[i]:.9g},{rpe[i]:.9g},{int(fused[i])}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def table(out: dict[str, Any], budgets: list[str]) -> str:
