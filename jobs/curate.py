@@ -47,14 +47,16 @@ from scoring.models import model_identity
 from selection.budget import resolve_budget
 from selection.curate import GUARDS, CurateResult, DiversityParams, GuardParams, curate_select, guard_reasons
 from selection.recost import fused_order
+from selection.scores import mean_loss
 from selection.semdedup import DROP_DUPLICATE
 
 log = logging.getLogger(__name__)
 
 METHODS = ("auto", "recost", "longest", "ifd", "superfilter", "rds")
-# the guards read the IFD passes, so every ranking scores at least those
-PASSES = {"ifd": ("cond", "uncond"), "superfilter": ("cond", "uncond"), "longest": ("cond", "uncond"),
-          "rds": ("cond", "uncond"), "recost": ("cond", "uncond", "know")}
+# the passes each ranking reads; longest and rds read none, but the conditioned pass always runs (the
+# guards' cond tail, and the loss every report shows)
+PASSES = {"ifd": ("cond", "uncond"), "superfilter": ("cond", "uncond"), "longest": ("cond",),
+          "rds": ("cond",), "recost": ("cond", "uncond", "know")}
 RANK_SCORE = "rank_score"  # the ranking's score per row (higher = better; NaN where not ranked)
 EMBED_DIR = "embed"  # without a KB: the row embeddings (shards + vectors) that dedup and diversity use
 PLOTS = ("outcomes.png", "rank_score_hist.png", report.BASELINES_PLOT)
@@ -67,6 +69,13 @@ def method_of(cfg: Any) -> str:
     if m not in METHODS:
         raise ValueError(f"unknown curate.method {m!r}; choose one of {', '.join(METHODS)}")
     return ("recost" if cfg.kb.index else "longest") if m == "auto" else m
+
+
+def passes_of(cfg: Any) -> tuple[str, ...]:
+    """The scoring passes a run makes: its ranking's, plus the unconditioned pass when a guard reads
+    it (``curate.guard.max_ifd`` or ``generic_tail``) — so guards that need none cost no pass."""
+    own = PASSES[method_of(cfg)]
+    return own if "uncond" in own or not guard_params(cfg).needs_uncond else (*own, "uncond")
 
 
 def guard_params(cfg: Any) -> GuardParams:
@@ -98,8 +107,8 @@ def validate(cfg: Any) -> None:
     settings.validate_common(cfg)
     settings.check_budget(cfg)
     m = method_of(cfg)
-    settings.render_config(cfg, PASSES[m])
     guard_params(cfg)
+    settings.render_config(cfg, passes_of(cfg))
     dedup.params(cfg)
     recost.params(cfg)
     if m == "recost" and not cfg.kb.index:
@@ -125,17 +134,24 @@ def run(cfg: Any) -> Result:
     if m == "recost":
         return run_with_kb(cfg)
     inputs = [rds.target_path(cfg)] if m == "rds" else []
-    with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES[m], inputs) as run:
+    with skeleton.pool_run(cfg, "curate", WRITES, validate, passes_of(cfg), inputs) as run:
         identity = model_identity(run.model_path, cfg.model.name)
         staged, sdir, reused, _ = ifd.stage_and_score(run, specs.scorer_spec(cfg, run.model_path, run.rc), identity)
         emb = embed_rows(run, staged)
         table = tables.validate_complete(shards.load_all(sdir, len(staged.shards)), staged.n_rows)
-        table = tables.with_columns(table, ifd.derived(table))
+        table = tables.with_columns(table, loss_columns(table, run.rc.passes))
         extra: dict[str, Any] = {"model": identity, "shards_reused": reused}
         if m == "rds":
             T, extra["target"] = target_embeddings(run)
             table = tables.with_columns(table, {RDS_SCORE: rds_scores(emb, T)})
         return finish(run, staged, table, emb, m, extra)
+
+
+def loss_columns(table: pa.Table, passes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The mean losses and IFD forms when both IFD passes ran; the conditioned loss alone otherwise."""
+    if "uncond" in passes:
+        return ifd.derived(table)
+    return {"cond_loss": mean_loss(*tables.sums_and_counts(table, "cond"))}
 
 
 RDS_SCORE = "rds_score"  # curate.method=rds: cosine similarity to the row's nearest target
@@ -213,7 +229,8 @@ def curate_table(table: pa.Table, emb: np.ndarray, cfg: Any, method: str
     guards, dd, div = guard_params(cfg), dedup.params(cfg), diversity_params(cfg)
     errored = tables.errored(table)
     removed, dd_cols = dedup.step(emb, errored, dd)
-    col = lambda name: table.column(name).to_numpy(zero_copy_only=False).astype(float)  # noqa: E731
+    col = lambda name: (table.column(name).to_numpy(zero_copy_only=False).astype(float)  # noqa: E731
+                        if name in table.column_names else None)
     rpe = col("rpe_diff") if method == "recost" else None
     reasons = guard_reasons(table.column(schema.RESPONSE_TOKENS).to_numpy(), col("cond_loss"), col("uncond_loss"),
                             col("ifd_loss"), errored, guards, rpe)

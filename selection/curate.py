@@ -49,6 +49,11 @@ class GuardParams:
         if self.min_response_tokens < 0:
             raise ValueError("curate.guard.min_response_tokens must be >= 0")
 
+    @property
+    def needs_uncond(self) -> bool:
+        """Whether a guard reads the unconditioned pass (IFD or the generic tail)."""
+        return self.max_ifd is not None or bool(self.generic_tail)
+
 
 def _tail(x: np.ndarray, ok: np.ndarray, share: float, upper: bool) -> np.ndarray:
     """Rows of ``ok`` in the upper (or lower) ``share`` of ``x`` over the ``ok`` rows."""
@@ -58,21 +63,28 @@ def _tail(x: np.ndarray, ok: np.ndarray, share: float, upper: bool) -> np.ndarra
     return ok & ((x > cut) if upper else (x < cut))
 
 
-def guard_reasons(response_tokens: np.ndarray, cond_loss: np.ndarray, uncond_loss: np.ndarray, ifd: np.ndarray,
-                  errored: np.ndarray, p: GuardParams, rpe: np.ndarray | None = None) -> np.ndarray:
+def guard_reasons(response_tokens: np.ndarray, cond_loss: np.ndarray, uncond_loss: np.ndarray | None,
+                  ifd: np.ndarray | None, errored: np.ndarray, p: GuardParams, rpe: np.ndarray | None = None
+                  ) -> np.ndarray:
     """Per row: "" (passes every guard), ``error``, ``score_nan`` or the first guard that drops it
-    (in the order of :data:`GUARDS`). Tails are taken over the rows that are valid and scored."""
+    (in the order of :data:`GUARDS`). Tails are taken over the rows that are valid and scored.
+    ``uncond_loss`` and ``ifd`` are None when the unconditioned pass was not run (no guard may read it)."""
     p.check()
-    n = len(ifd)
+    if p.needs_uncond and (uncond_loss is None or ifd is None):
+        raise ValueError("curate.guard.max_ifd / generic_tail read the unconditioned pass, which was not run")
+    n = len(cond_loss)
     out = labels(n, "")
     errored = np.asarray(errored, dtype=bool)
-    finite = np.isfinite(cond_loss) & np.isfinite(uncond_loss) & np.isfinite(ifd)
+    finite = np.isfinite(cond_loss)
+    if uncond_loss is not None and ifd is not None:
+        finite &= np.isfinite(uncond_loss) & np.isfinite(ifd)
     ok = finite & ~errored
     checks = [
         ("guard_short", ok & (np.asarray(response_tokens) < p.min_response_tokens) if p.min_response_tokens else None),
-        ("guard_ifd", ok & (ifd >= p.max_ifd) if p.max_ifd is not None else None),
+        ("guard_ifd", ok & (ifd >= p.max_ifd) if p.max_ifd is not None and ifd is not None else None),
         ("guard_cond_tail", _tail(cond_loss, ok, p.cond_tail, upper=True) if p.cond_tail else None),
-        ("guard_generic", _tail(uncond_loss, ok, p.generic_tail, upper=False) if p.generic_tail else None),
+        ("guard_generic", _tail(uncond_loss, ok, p.generic_tail, upper=False)
+         if p.generic_tail and uncond_loss is not None else None),
         ("guard_knowledge", ok & np.isfinite(rpe) & (rpe < p.min_rpe)
          if p.min_rpe is not None and rpe is not None else None),
     ]

@@ -109,6 +109,29 @@ def test_rds_ranks_the_rows_nearest_the_targets_first(pool, tiny_model_dir, run_
     assert (out / "target" / "embeddings").is_dir()
 
 
+def test_guards_without_the_ifd_passes_cost_one_scoring_pass(pool, tiny_model_dir, run_dir, tmp_path) -> None:
+    """With the IFD and generic guards off, the longest ranking runs the conditioned pass alone: the
+    same rows are guarded short, untruncated rows keep their conditioned losses, and no uncond column
+    exists."""
+    out = tmp_path / "cond_only"
+    off = ("curate.guard.max_ifd=null", "curate.guard.generic_tail=null")
+    cfg = cfg_for(pool, tiny_model_dir, out, *off)
+    assert curate.passes_of(cfg) == ("cond",)
+    assert curate.passes_of(cfg_for(pool, tiny_model_dir, out)) == ("cond", "uncond")
+    assert curate.passes_of(cfg_for(pool, tiny_model_dir, out, "curate.method=ifd", *off)) == ("cond", "uncond")
+    curate.run(cfg)
+    got = pq.read_table(out / "scores.parquet").to_pandas()
+    ref = pq.read_table(run_dir / "scores.parquet").to_pandas()
+    assert "uncond_nll_sum" not in got.columns and "ifd_loss" not in got.columns
+    whole = ~(ref.truncated | ref.response_truncated)  # a cut row's budget depends on its shortest pass
+    assert whole.sum() > 30
+    assert got.cond_loss[whole].tolist() == pytest.approx(ref.cond_loss[whole].tolist(), rel=1e-5, nan_ok=True)
+    assert got.outcome[62:65].tolist() == ["guard_short"] * 3
+    assert (got.outcome == "selected").sum() == 10 and "guard_ifd" not in set(got.outcome)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["curate"]["guards"]["max_ifd"] is None
+
+
 def test_bad_method_is_one_clear_error(pool, tiny_model_dir, tmp_path) -> None:
     with pytest.raises(ValueError, match="curate.method=rds needs target.path"):
         curate.validate(cfg_for(pool, tiny_model_dir, tmp_path / "x", "curate.method=rds"))

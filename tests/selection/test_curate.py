@@ -49,6 +49,23 @@ def test_first_guard_wins_and_off_means_off() -> None:
         GuardParams(cond_tail=1.5).check()
 
 
+def test_guards_that_read_only_the_conditioned_pass_run_without_the_unconditioned_one() -> None:
+    p = pool()
+    p["length"][1] = 1
+    p["cond"][5] = 50.0
+    p["uncond"][9] = np.nan                         # ignored: that pass is not given
+    g = GuardParams(min_response_tokens=3, cond_tail=0.01)
+    assert not g.needs_uncond
+    r = guard_reasons(p["length"], p["cond"], None, None, p["err"], g)
+    both = guard_reasons(p["length"], p["cond"], p["uncond"], p["ifd"], p["err"], g)
+    assert r[1] == "guard_short" and r[5] == "guard_cond_tail" and r[9] == ""
+    assert np.array_equal(np.delete(r, 9), np.delete(both, 9)) and both[9] == "score_nan"
+    for needs in (GuardParams(max_ifd=1.0), GuardParams(generic_tail=0.1)):
+        assert needs.needs_uncond
+        with pytest.raises(ValueError, match="unconditioned pass"):
+            guard_reasons(p["length"], p["cond"], None, None, p["err"], needs)
+
+
 def clustered(n_per: int = 60) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     centres = np.eye(8, dtype=np.float32)[:3] * 10
