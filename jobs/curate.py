@@ -13,8 +13,10 @@ Steps (each a config knob; ``selection.curate`` holds the math):
    where IFD's ranking picked dirty rows at twice the pool's rate);
 4. cluster-proportional sampling over the budget (``curate.diversity``; RECOST's sampler; off by
    default: on the benchmark it doubled the dirty share of the RPE ranking's picks).
-Cost: the ranking method's own passes plus one embedding forward per row (the whole sequence, what
-dedup and diversity compare; the retrieval's query embeddings hold no response).
+Cost: one embedding forward per row (the whole sequence, what dedup and diversity compare; the
+retrieval's query embeddings hold no response), the ranking method's own passes, the conditioned pass
+(the cond-tail guard and the loss the report shows) and the unconditioned pass only when a guard reads
+it (``curate.guard.max_ifd`` or ``generic_tail``; ``passes_of``).
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def run_round(
         )
     with timed(timings, "embed"):
         E = embed_pool(staged, d / "model", d, cfg, rc)
-    with timed(timings, "kcenter"):
+    with timed(timings, "kcenter"), skeleton.compute_heap():
         before = covering_radius(E, valid, subset)
         res = kcenter_greedy(
             E[valid], int(cfg.evol.per_round), initial=np.searchsorted(valid, subset), seed=int(cfg.seed),
