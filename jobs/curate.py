@@ -188,7 +188,7 @@ def rds_scores(emb: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def run_with_kb(cfg: Any) -> Result:
     """The pipeline ranked by RECOST: retrieval + the three passes (``jobs.recost``'s stages)."""
     kb = recost.open_kb(cfg)
-    with skeleton.pool_run(cfg, "curate", WRITES, validate, PASSES["recost"], [kb.dir]) as run:
+    with skeleton.pool_run(cfg, "curate", WRITES, validate, passes_of(cfg), [kb.dir]) as run:
         sc = recost.stage_and_score(run, kb)
         emb = embed_rows(run, sc.staged)  # the whole row, as without a KB (the queries hold no response)
         table, _ = recost.merge(sc.sdir, sc.rdir, run.out / EMBEDDINGS_DIR, sc.staged)

@@ -162,8 +162,8 @@ def _mmap_threshold(nbytes: int) -> None:
 def compute_heap() -> Iterator[None]:
     """Inside the block, blocks under 32 MiB come from the heap again (glibc's default ceiling): a
     driver-side torch loop (k-center) reuses its temporaries instead of mapping and faulting in fresh
-    pages on every step, which cost it 14% (bench: 200k x 576, k = 300). The driver's threshold is
-    restored after."""
+    pages on every step, which cost it 12% (``bench.heap``: 200k x 576, k = 300). The driver's
+    threshold is restored after."""
     _mmap_threshold(HEAP_UP_TO_BYTES)
     try:
         yield
